@@ -1,0 +1,1 @@
+"""lrpseg desktop application (PySide6 + pyqtgraph); holds no algorithm, calls ``core``."""
