@@ -1,0 +1,121 @@
+"""Segmenters: relevance map -> score map in [0, 1], default threshold, mask (paper §3.3.2, DESIGN §3).
+
+``SEGMENTERS`` maps a name to a function ``(relevance, seed=0, **options) -> SegmentationResult``; the CLI
+and the GUI read their choices from it. ``segment`` is the one entry point; ``component_densities`` and
+``domain_values`` give a GUI what it needs to draw a fit over a histogram of the values it was fitted to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from core.segment import bmm, gmm, simple
+from core.segment.base import FILTER_BORDER, FILTER_SIZE, FIT_MAX_SAMPLES, SegmentationResult
+
+__all__ = [
+    "FILTER_BORDER",
+    "FILTER_SIZE",
+    "FIT_MAX_SAMPLES",
+    "SEGMENTERS",
+    "SegmentationResult",
+    "component_densities",
+    "domain_values",
+    "segment",
+]
+
+SEGMENTERS: dict[str, Callable[..., SegmentationResult]] = {
+    "simple": simple.segment_simple,
+    "gmm": gmm.segment_gmm,
+    "bmm": bmm.segment_bmm,
+}
+
+_MODULES = {"simple": simple, "gmm": gmm, "bmm": bmm}
+
+
+def _module(method: str):
+    try:
+        return _MODULES[method]
+    except KeyError:
+        raise ValueError(f"unknown segmenter {method!r}; choose one of {sorted(SEGMENTERS)}") from None
+
+
+def segment(relevance: np.ndarray, method: str = "bmm", seed: int = 0, **options: Any) -> SegmentationResult:
+    """Turn a relevance map into a score map, a default threshold and a mask.
+
+    Parameters
+    ----------
+    relevance : np.ndarray
+        Signed relevance (H, W), finite (any real dtype).
+    method : {"simple", "gmm", "bmm"}
+        Segmenter name (a key of ``SEGMENTERS``).
+    seed : int
+        Seed for everything random in the method (GMM's k-means start, fit subsamples of huge maps); a fixed
+        seed gives identical results.
+    **options
+        Method-specific keywords (e.g. ``max_iter``, ``tol``); see the segmenter functions.
+
+    Returns
+    -------
+    SegmentationResult
+        ``score`` float32 (H, W) in [0, 1], ``threshold``, ``mask`` (= score >= threshold), JSON-serialisable
+        ``params`` (with ``domain``, ``domain_offset``, ``domain_scale``, ``iterations``, ``converged``,
+        ``degenerate``), ``method``.
+
+    Raises
+    ------
+    ValueError
+        Unknown method, or a relevance map that is not a finite 2-D real array.
+    """
+    _module(method)
+    return SEGMENTERS[method](relevance, seed=seed, **options)
+
+
+def component_densities(result: SegmentationResult, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted densities of the fitted components at ``x``, in the units of ``result.params["domain"]``.
+
+    Draw them over a density-normalised histogram of ``domain_values(relevance, result.method)``; their sum
+    is the fitted mixture. The domain maps back to (filtered) relevance as
+    ``params["domain_offset"] + params["domain_scale"] * x``.
+
+    Parameters
+    ----------
+    result : SegmentationResult
+        Output of ``segment``.
+    x : np.ndarray
+        Points in the domain (GMM: [-1, 1], BMM: (0, 1)).
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        GMM: "background 1", "background 2", "damage" (in order of the component means); BMM: "background",
+        "damage". Empty for "simple" (no densities) and for degenerate fits.
+    """
+    if result.method == "simple":
+        return {}
+    return _module(result.method).component_densities(result.params, x)
+
+
+def domain_values(relevance: np.ndarray, method: str) -> np.ndarray:
+    """The 1-D values a method fits its model to, in its ``params["domain"]`` units (for histograms).
+
+    Parameters
+    ----------
+    relevance : np.ndarray
+        Signed relevance (H, W), finite.
+    method : {"simple", "gmm", "bmm"}
+        Segmenter name.
+
+    Returns
+    -------
+    np.ndarray
+        float64 1-D. simple: the normalised relevance (= score) of every pixel; gmm: the scaled filtered
+        relevance of every pixel; bmm: the normalised values of the kept upper half only.
+    """
+    module = _module(method)
+    if method == "simple":
+        res = simple.segment_simple(relevance)
+        return res.score.astype(np.float64).ravel() if res.params["degenerate"] is None else np.empty(0)
+    return module.domain_values(relevance)

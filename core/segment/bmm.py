@@ -1,0 +1,302 @@
+"""BMM: a two-component Beta mixture with the paper's modified EM (paper §3.3.2).
+
+Preprocessing. 5x5 mean filter (``base.mean_filter``), negative values -> 0, then the smallest half is
+dropped: with ``c`` the largest of the ``N // 2`` smallest values, only values ``> c`` are kept (ties at
+``c`` are dropped too, so a map that is mostly zero keeps fewer than half). The kept values are mapped
+affinely to [0, 1] (smallest kept -> 0, largest -> 1) and clipped into [EPS, 1 - EPS] for the Beta log-pdf.
+Dropped pixels score 0.
+
+EM, with component 0 = background and 1 = damage (the one with the larger mean; swapped if needed):
+
+* Initialisation: a hard split of the sorted values at their 90 % quantile (upper 10 % = damage, i.e. about
+  the top 5 % of the image), then the M-step below.
+* E-step (modified, as the paper describes):
+  1. posterior ``r_ik = pi_k f_k(y_i) / sum_j pi_j f_j(y_i)`` with the current Beta densities and weights;
+  2. values above the damage component's mean ``a1 / (a1 + b1)`` get ``r_i = (0, 1)``;
+     values at or below the background's 0.9 quantile ``betaincinv(a0, b0, 0.9)`` (the "lower-sided 90 %
+     interval") get ``r_i = (1, 0)``; where both rules apply (damage mean below that quantile, i.e. the
+     components overlap badly) the damage rule wins;
+  3. balancing: ``S_k = sum_i r_ik``; each column is divided by its sum and the rows renormalised,
+     ``r~_ik = (r_ik / S_k) / sum_j (r_ij / S_j)``. Hard rows stay hard; a soft row is re-weighted as if both
+     components had equal counts. The mixture weights become ``pi_k = S_k / N``.
+* M-step: weighted method of moments on ``r~``: ``m = sum r~ y / sum r~``, ``v = sum r~ (y - m)^2 / sum r~``,
+  ``a = m c``, ``b = (1 - m) c`` with ``c = m (1 - m) / v - 1``. Chosen over weighted maximum likelihood
+  because it is closed form (no inner digamma/trigamma Newton loop) and, on values sorted once, every
+  iteration only touches the soft band between the two hard regions: the hard regions' sums come from prefix
+  sums. ML would weigh the clipped extremes through log(y) and log(1 - y) heavily; moments do not.
+* Stop when no shape parameter moves by more than ``tol`` relative, or after ``max_iter`` iterations (the
+  hard regions can make the iteration cycle between two band positions).
+
+Score. The damage posterior of the fitted mixture for every kept pixel,
+``pi1 f1(y) / (pi0 f0(y) + pi1 f1(y))`` with the fitted weights ``pi_k = S_k / N``. Two things the E-step
+does are deliberately left out of the score: the hard overrides (a fitting device; applied to the score
+they would set it to exactly 1 above the damage mean and flatten the PR curve, like the GMM's saturation),
+and the balancing (at the EM's fixed point the balanced posterior is the equal-prior one, ``f1 / (f0 +
+f1)``, which on synthetic maps marked 2-4x too many pixels at 0.5: the fitted damage density is broad, so
+without its small weight it outbids the background tail). The score is made non-decreasing in the
+relevance: if the two densities cross twice, values beyond the turning point of ``log f1 / f0`` get the
+posterior at the turning point. Default threshold 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.special import betaincinv, betaln, expit
+
+from core.segment.base import (
+    FIT_MAX_SAMPLES,
+    SegmentationResult,
+    as_relevance,
+    degenerate_result,
+    finish,
+    fit_sample,
+    mean_filter,
+)
+
+METHOD = "bmm"
+DOMAIN = "kept half of the clamped mean-filtered relevance, mapped affinely to [0, 1]"
+EPS = 1e-6
+INIT_QUANTILE = 0.9
+BACKGROUND_QUANTILE = 0.9
+_MIN_VAR = 1e-12
+_MAX_CONCENTRATION = 1e7
+_TINY = 1e-12
+
+
+def beta_from_moments(mean: float, var: float) -> tuple[float, float]:
+    """Shape parameters (a, b) of the Beta distribution with the given mean and variance.
+
+    Parameters
+    ----------
+    mean : float
+        In (0, 1).
+    var : float
+        Clipped into [1e-12, mean (1 - mean)) so that a, b > 0 and a + b <= 1e7.
+
+    Returns
+    -------
+    (float, float)
+    """
+    mean = min(max(mean, EPS), 1.0 - EPS)
+    limit = mean * (1.0 - mean)
+    var = min(max(var, _MIN_VAR, limit / (_MAX_CONCENTRATION + 1.0)), limit * (1.0 - 1e-9))
+    concentration = limit / var - 1.0
+    return mean * concentration, (1.0 - mean) * concentration
+
+
+def _moments(count: float, total: float, total_sq: float) -> tuple[float, float]:
+    mean = total / count
+    return mean, max(total_sq / count - mean * mean, 0.0)
+
+
+def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4) -> dict[str, Any]:
+    """Fit the two-component Beta mixture with the modified EM described in the module docstring.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        1-D values in (0, 1) with at least two distinct values.
+    max_iter : int
+        Most EM iterations.
+    tol : float
+        Convergence when the largest relative change of (a0, b0, a1, b1) is below this.
+
+    Returns
+    -------
+    dict
+        ``alpha``, ``beta``, ``weights`` (lists: background, damage), ``iterations``, ``converged``,
+        ``damage_mean`` and ``background_q90`` (the E-step's hard boundaries, in y), ``hard_fraction``
+        (share of values with hard assignments in the last E-step).
+    """
+    ys = np.sort(y)
+    n = ys.size
+    log_y = np.log(ys)
+    log_1my = np.log1p(-ys)
+    csum = np.concatenate(([0.0], np.cumsum(ys)))
+    csum_sq = np.concatenate(([0.0], np.cumsum(ys * ys)))
+
+    split = min(max(int(INIT_QUANTILE * n), 1), n - 1)
+    a0, b0 = beta_from_moments(*_moments(split, csum[split], csum_sq[split]))
+    a1, b1 = beta_from_moments(*_moments(n - split, csum[n] - csum[split], csum_sq[n] - csum_sq[split]))
+    pi0, pi1 = split / n, (n - split) / n
+    converged = False
+    iterations = lo = hi = 0
+    for iteration in range(1, max_iter + 1):
+        iterations = iteration
+        damage_mean = a1 / (a1 + b1)
+        q90 = float(betaincinv(a0, b0, BACKGROUND_QUANTILE))
+        hi = int(np.searchsorted(ys, damage_mean, side="right"))  # ys[hi:] > damage mean: damage
+        lo = min(int(np.searchsorted(ys, q90, side="right")), hi)  # ys[:lo] <= q90: background
+        band = slice(lo, hi)
+        log_ratio = (a1 - a0) * log_y[band] + (b1 - b0) * log_1my[band] + (betaln(a0, b0) - betaln(a1, b1))
+        prior = np.log(max(pi1, _TINY) / max(pi0, _TINY))
+        s1 = min(max((n - hi) + float(expit(log_ratio + prior).sum()), _TINY), n - _TINY)
+        s0 = n - s1
+        w1 = expit(log_ratio + prior + np.log(s0 / s1))  # balanced soft responsibilities
+        pi0, pi1 = s0 / n, s1 / n
+        yb = ys[band]
+        w1_sum, w1_y, w1_yy = float(w1.sum()), float(w1 @ yb), float(w1 @ (yb * yb))
+        n1, t1, q1 = (n - hi) + w1_sum, csum[n] - csum[hi] + w1_y, csum_sq[n] - csum_sq[hi] + w1_yy
+        n0, t0, q0 = hi - w1_sum, csum[hi] - w1_y, csum_sq[hi] - w1_yy
+        new = (*beta_from_moments(*_moments(max(n0, _TINY), t0, q0)),
+               *beta_from_moments(*_moments(max(n1, _TINY), t1, q1)))
+        if new[0] / (new[0] + new[1]) > new[2] / (new[2] + new[3]):
+            new = (new[2], new[3], new[0], new[1])
+            pi0, pi1 = pi1, pi0
+        change = max(abs(p - q) / q for p, q in zip(new, (a0, b0, a1, b1), strict=True))
+        a0, b0, a1, b1 = new
+        if change < tol:
+            converged = True
+            break
+    return {
+        "alpha": [a0, a1],
+        "beta": [b0, b1],
+        "weights": [pi0, pi1],
+        "iterations": iterations,
+        "converged": converged,
+        "damage_mean": a1 / (a1 + b1),
+        "background_q90": float(betaincinv(a0, b0, BACKGROUND_QUANTILE)),
+        "hard_fraction": (lo + n - hi) / n,
+    }
+
+
+def damage_posterior(y: np.ndarray, alpha: list[float], beta: list[float],
+                     weights: list[float]) -> np.ndarray:
+    """Damage posterior ``pi1 f1 / (pi0 f0 + pi1 f1)``, made non-decreasing in y (see module docstring).
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Values in (0, 1).
+    alpha, beta, weights : list of float
+        Shape parameters and mixture weights (background, damage).
+
+    Returns
+    -------
+    np.ndarray
+        float64 in [0, 1], same shape as ``y``.
+    """
+    da = alpha[1] - alpha[0]
+    db = beta[1] - beta[0]
+    if da > 0 and db > 0:  # log f1/f0 rises, then falls after y* = da / (da + db)
+        y = np.minimum(y, da / (da + db))
+    elif da < 0 and db < 0:  # falls, then rises after y*
+        y = np.maximum(y, da / (da + db))
+    const = betaln(alpha[0], beta[0]) - betaln(alpha[1], beta[1]) + np.log(weights[1] / weights[0])
+    return expit(da * np.log(y) + db * np.log1p(-y) + const)
+
+
+def _kept_values(relevance: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Filtered, clamped relevance; mask of the kept (upper) half; their min and max."""
+    f = mean_filter(relevance)
+    np.maximum(f, 0.0, out=f)
+    k = max(f.size // 2 - 1, 0)  # rank (0-based) of the largest dropped value
+    positive = f[f > 0]
+    n_zero = f.size - positive.size
+    # Partition only the positive values: introselect is slow on the many ties the clamping makes.
+    cut = 0.0 if k < n_zero else float(np.partition(positive, k - n_zero)[k - n_zero])
+    kept = f > cut
+    if not kept.any():
+        return f, kept, 0.0, 0.0
+    values = f[kept]
+    return f, kept, float(values.min()), float(values.max())
+
+
+def domain_values(relevance: np.ndarray) -> np.ndarray:
+    """The 1-D values the BMM is fitted to (before any subsampling), in ``params["domain"]`` units.
+
+    Parameters
+    ----------
+    relevance : np.ndarray
+        Signed relevance (H, W), finite.
+
+    Returns
+    -------
+    np.ndarray
+        float64, the kept pixels' normalised values in [EPS, 1 - EPS] (empty when nothing can be fitted).
+    """
+    f, kept, lo, hi = _kept_values(as_relevance(relevance))
+    if hi <= lo:
+        return np.empty(0)
+    return np.clip((f[kept] - lo) / (hi - lo), EPS, 1.0 - EPS)
+
+
+def segment_bmm(relevance: np.ndarray, seed: int = 0, max_iter: int = 100, tol: float = 1e-4,
+                fit_max_samples: int = FIT_MAX_SAMPLES) -> SegmentationResult:
+    """Segment with the damage posterior of a two-component Beta mixture (modified EM).
+
+    Parameters
+    ----------
+    relevance : np.ndarray
+        Signed relevance (H, W), finite.
+    seed : int
+        Seed of the fit subsample of maps whose kept half exceeds ``fit_max_samples``; otherwise unused.
+    max_iter, tol : int, float
+        EM cap and relative tolerance on the shape parameters.
+    fit_max_samples : int
+        Larger kept halves fit on a seeded random subsample of this size; every pixel is scored.
+
+    Returns
+    -------
+    SegmentationResult
+        Threshold 0.5. ``params``: ``domain``, ``domain_offset`` and ``domain_scale`` (filtered relevance =
+        offset + scale * y), ``alpha``, ``beta``, ``weights`` ([background, damage]), ``component_names``,
+        ``iterations``, ``converged``, ``damage_mean``, ``background_q90``, ``hard_fraction``, ``n_kept``,
+        ``fit_samples``, ``degenerate``. Degenerate maps: no positive filtered value above the median -> empty
+        mask; all kept values equal -> those pixels score 1 (nothing to separate them from), the rest 0.
+
+    Raises
+    ------
+    ValueError
+        If the map is not a finite 2-D real array.
+    """
+    r = as_relevance(relevance)
+    f, kept, lo, hi = _kept_values(r)
+    base: dict[str, Any] = {"domain": DOMAIN, "domain_offset": lo, "domain_scale": hi - lo,
+                            "n_kept": int(np.count_nonzero(kept))}
+    if not kept.any():
+        return degenerate_result(r.shape, METHOD, "no positive relevance above the median after the filter",
+                                 **base)
+    if hi <= lo:
+        params = {**base, "degenerate": "all kept values are equal: they are damage",
+                  "iterations": 0, "converged": False}
+        return finish(kept, 0.5, params, METHOD)
+    y = np.clip((f[kept] - lo) / (hi - lo), EPS, 1.0 - EPS)
+    sample = fit_sample(y, seed, fit_max_samples)
+    fit = fit_bmm(sample, max_iter, tol)
+    score = np.zeros(r.shape)
+    score[kept] = damage_posterior(y, fit["alpha"], fit["beta"], fit["weights"])
+    params = {**base, **fit, "component_names": ["background", "damage"], "fit_samples": int(sample.size)}
+    return finish(score, 0.5, params, METHOD)
+
+
+def component_densities(params: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted Beta densities ``pi_k Beta(x; a_k, b_k)`` in ``params["domain"]`` units (y in (0, 1)).
+
+    Parameters
+    ----------
+    params : dict
+        ``SegmentationResult.params`` of a BMM fit.
+    x : np.ndarray
+        Points in (0, 1); values outside get density 0.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        "background" and "damage"; they sum to the fitted mixture, comparable with a density-normalised
+        histogram of ``domain_values``. Empty for degenerate fits.
+    """
+    if "alpha" not in params:
+        return {}
+    x = np.asarray(x, dtype=np.float64)
+    inside = (x > 0) & (x < 1)
+    xc = np.where(inside, x, 0.5)
+    out = {}
+    for name, w, a, b in zip(params["component_names"], params["weights"], params["alpha"], params["beta"],
+                             strict=True):
+        logpdf = (a - 1) * np.log(xc) + (b - 1) * np.log1p(-xc) - betaln(a, b)
+        out[name] = np.where(inside, w * np.exp(logpdf), 0.0)
+    return out
+
