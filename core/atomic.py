@@ -60,8 +60,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb", overwrite: bool = True,
-                encoding: str | None = None, newline: str | None = None) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: str = "wb",
+    overwrite: bool = True,
+    encoding: str | None = None,
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
     """Open a temporary file that atomically becomes ``path`` when the ``with`` block ends without error.
 
     Parameters
@@ -131,8 +136,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: boo
         handle.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8",
-                      overwrite: bool = True) -> None:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, encoding: str = "utf-8", overwrite: bool = True
+) -> None:
     """Write ``text`` to ``path`` atomically (no newline translation; see :func:`atomic_open`)."""
     with atomic_open(path, "w", overwrite=overwrite, encoding=encoding, newline="") as handle:
         handle.write(text)

@@ -82,8 +82,15 @@ def _draw_crack(rng: np.random.Generator, mask: np.ndarray, low: float, high: fl
         branch += bend * np.array([-np.sin(angle), np.cos(angle)])
         if branch.min() < low or branch.max() > high:
             return
-        cv2.polylines(mask, [np.rint(branch * 16).astype(np.int32)], False, 255, max(1, thickness - 1),
-                      cv2.LINE_8, shift=4)
+        cv2.polylines(
+            mask,
+            [np.rint(branch * 16).astype(np.int32)],
+            False,
+            255,
+            max(1, thickness - 1),
+            cv2.LINE_8,
+            shift=4,
+        )
 
 
 def _draw_hole(rng: np.random.Generator, mask: np.ndarray, low: float, high: float) -> None:
@@ -91,8 +98,17 @@ def _draw_hole(rng: np.random.Generator, mask: np.ndarray, low: float, high: flo
     margin = 6 * scale
     centre = rng.uniform(low + margin, high - margin, size=2)
     axes = np.maximum(1, np.rint(rng.uniform(2, 6, size=2) * max(1.0, scale))).astype(int)
-    cv2.ellipse(mask, (int(centre[0]), int(centre[1])), (int(axes[0]), int(axes[1])),
-                rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_8)
+    cv2.ellipse(
+        mask,
+        (int(centre[0]), int(centre[1])),
+        (int(axes[0]), int(axes[1])),
+        rng.uniform(0, 180),
+        0,
+        360,
+        255,
+        -1,
+        cv2.LINE_8,
+    )
 
 
 def make_sample(rng: np.random.Generator, size: int, damaged: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +165,13 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def make_demo(out_dir: str | os.PathLike[str], n_damaged: int = 24, n_undamaged: int = 24, size: int = 128,
-              seed: int = 0) -> Path:
+def make_demo(
+    out_dir: str | os.PathLike[str],
+    n_damaged: int = 24,
+    n_undamaged: int = 24,
+    size: int = 128,
+    seed: int = 0,
+) -> Path:
     """Write a small synthetic data set with image-level labels and pixel masks.
 
     Layout::

@@ -43,8 +43,16 @@ LABELS = (UNDAMAGED, DAMAGED)
 
 #: Accepted spellings on read (lower case) and what they mean.
 SYNONYMS: dict[str, str] = {
-    "damaged": DAMAGED, "1": DAMAGED, "true": DAMAGED, "yes": DAMAGED, "defect": DAMAGED,
-    "undamaged": UNDAMAGED, "0": UNDAMAGED, "false": UNDAMAGED, "no": UNDAMAGED, "ok": UNDAMAGED,
+    "damaged": DAMAGED,
+    "1": DAMAGED,
+    "true": DAMAGED,
+    "yes": DAMAGED,
+    "defect": DAMAGED,
+    "undamaged": UNDAMAGED,
+    "0": UNDAMAGED,
+    "false": UNDAMAGED,
+    "no": UNDAMAGED,
+    "ok": UNDAMAGED,
 }
 
 

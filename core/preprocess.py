@@ -75,8 +75,9 @@ def _normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> 
     return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))
 
 
-def _crop_rgb(image: np.ndarray, size: int, top_left: tuple[int, int] | None,
-              rng: np.random.Generator | None) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+def _crop_rgb(
+    image: np.ndarray, size: int, top_left: tuple[int, int] | None, rng: np.random.Generator | None
+) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
     """Upscale if needed and crop S×S; returns (float RGB crop, resized shape, crop origin)."""
     height, width = image.shape[:2]
     resized = _upscaled_shape(height, width, size)
@@ -162,8 +163,9 @@ class Placement:
         return canvas >= 0.5 if is_mask else canvas
 
 
-def prepare_eval(image: np.ndarray, input_size: int, mean: Sequence[float],
-                 std: Sequence[float]) -> tuple[torch.Tensor, Placement]:
+def prepare_eval(
+    image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float]
+) -> tuple[torch.Tensor, Placement]:
     """Evaluation input: upscale images below ``input_size`` on a side, then take the centre crop.
 
     Parameters
@@ -187,8 +189,9 @@ def prepare_eval(image: np.ndarray, input_size: int, mean: Sequence[float],
     return _normalise(crop, mean, std), placement
 
 
-def prepare_train(image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float],
-                  rng: np.random.Generator) -> torch.Tensor:
+def prepare_train(
+    image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float], rng: np.random.Generator
+) -> torch.Tensor:
     """Training input: upscale if needed, random S×S crop, random horizontal and vertical flips.
 
     Parameters
@@ -247,8 +250,9 @@ def tile_grid(height: int, width: int, input_size: int, overlap: float = 0.25) -
     return [(y, x) for y in ys for x in xs]
 
 
-def tiles(image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float],
-          overlap: float = 0.25) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+def tiles(
+    image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float], overlap: float = 0.25
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Cut an image into overlapping normalised S×S windows (no resizing).
 
     Sides shorter than S are padded by mirroring (``cv2.BORDER_REFLECT_101``); :func:`stitch` crops the
@@ -282,8 +286,13 @@ def _window_weight(size: int, window: str) -> np.ndarray:
     raise ValueError(f"unknown window {window!r} (expected 'hann' or 'mean')")
 
 
-def stitch(maps: np.ndarray | Sequence[np.ndarray], origins: Sequence[tuple[int, int]],
-           shape: tuple[int, int], input_size: int, window: str = "hann") -> np.ndarray:
+def stitch(
+    maps: np.ndarray | Sequence[np.ndarray],
+    origins: Sequence[tuple[int, int]],
+    shape: tuple[int, int],
+    input_size: int,
+    window: str = "hann",
+) -> np.ndarray:
     """Blend S×S window maps into one (H, W) map by a weighted average where windows overlap.
 
     Parameters

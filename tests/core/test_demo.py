@@ -96,8 +96,14 @@ def test_damage_is_learnable_but_not_trivial(tmp_path):
     try:
         torch.manual_seed(0)
         model = nn.Sequential(
-            nn.Conv2d(1, 8, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
-            nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+            nn.Conv2d(1, 8, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 2),
         )
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(60):

@@ -131,8 +131,17 @@ def test_truncated_tiff_with_leading_directory(tmp_path):
     """A TIFF whose directory precedes the pixels (as most cameras write) is refused by its strip table."""
     width, height = 40, 30
     pixels = _rgb(height, width, seed=5)[:, :, 0].tobytes()
-    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 0), (277, 3, 1, 1), (278, 3, 1, height), (279, 4, 1, len(pixels))]
+    entries = [
+        (256, 3, 1, width),
+        (257, 3, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 0),
+        (277, 3, 1, 1),
+        (278, 3, 1, height),
+        (279, 4, 1, len(pixels)),
+    ]
     data_offset = 8 + 2 + 12 * len(entries) + 4
     ifd = struct.pack("<H", len(entries))
     for tag, kind, count, value in entries:
@@ -177,8 +186,17 @@ def _touch_image(path: Path) -> None:
 
 
 def test_scan_folder_suffixes_hidden_links_and_loops(tmp_path):
-    for rel in ["b.PNG", "a/c.jpeg", "a/d.TIFF", "a/z/e.bmp", ".lrpseg/cache/f.png", "a/.hidden.png",
-                ".dot/g.png", "notes.txt", "h.tif"]:
+    for rel in [
+        "b.PNG",
+        "a/c.jpeg",
+        "a/d.TIFF",
+        "a/z/e.bmp",
+        ".lrpseg/cache/f.png",
+        "a/.hidden.png",
+        ".dot/g.png",
+        "notes.txt",
+        "h.tif",
+    ]:
         _touch_image(tmp_path / rel)
     (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)  # link back to an ancestor
     (tmp_path / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")

@@ -25,8 +25,16 @@ def _png(path):
 
 
 def test_labels_from_folders_nearest_ancestor_decides(tmp_path):
-    for rel in ["Damaged/a.png", "undamaged/b.jpg", "site1/DAMAGED/c.png", "damaged/x/undamaged/d.png",
-                "undamaged/deep/er/e.tif", "loose.png", "other/f.png", ".lrpseg/damaged/g.png"]:
+    for rel in [
+        "Damaged/a.png",
+        "undamaged/b.jpg",
+        "site1/DAMAGED/c.png",
+        "damaged/x/undamaged/d.png",
+        "undamaged/deep/er/e.tif",
+        "loose.png",
+        "other/f.png",
+        ".lrpseg/damaged/g.png",
+    ]:
         _png(tmp_path / rel)
     assert labels_from_folders(tmp_path) == {
         "Damaged/a.png": DAMAGED,
