@@ -1,0 +1,247 @@
+"""The image viewer: the image, a signed relevance heatmap and a mask overlay in one pyqtgraph ViewBox.
+
+Both overlays are uint8 images coloured by a 256-entry lookup table, so Qt draws them as indexed images. The
+score map is converted to uint8 once per image (:meth:`ImageViewer.set_score`); moving the threshold only
+swaps the mask's lookup table (entries at or above the threshold coloured, the rest transparent), which
+keeps a slider tick within a few milliseconds even at 2048² (DESIGN.md §4). The outline style needs the
+mask's border, which no lookup table can give, so it recomputes a uint8 edge image per tick.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsItem
+
+HEATMAP_COLOURMAP = "CET-D1A"
+MASK_COLOUR = (255, 214, 0)
+ZERO_INDEX = 128
+
+
+def heatmap_lut(name: str = HEATMAP_COLOURMAP) -> np.ndarray:
+    """256 RGBA entries of a diverging map; index 128 is zero relevance and fully transparent.
+
+    Opacity grows with ``|relevance|`` so the image stays visible where the classifier saw nothing.
+    """
+    colours = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.float64)
+    distance = np.abs(np.arange(256) - ZERO_INDEX) / (255 - ZERO_INDEX)
+    alpha = np.clip(distance, 0, 1) ** 0.7 * 255
+    return np.column_stack([colours, alpha]).round().astype(np.uint8)
+
+
+def relevance_to_uint8(relevance: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Map signed relevance to uint8 with zero at 128, symmetric about zero; return it and the scale used.
+
+    The scale is the 99.9th percentile of ``|relevance|`` over the explained pixels, so one hot pixel does not
+    wash the rest of the map out.
+    """
+    values = np.abs(relevance[valid] if valid is not None and valid.any() else relevance)
+    scale = float(np.percentile(values, 99.9)) if values.size else 0.0
+    if not math.isfinite(scale) or scale <= 0:
+        scale = float(values.max()) if values.size and float(values.max()) > 0 else 1.0
+    scaled = np.clip(np.nan_to_num(relevance / scale), -1.0, 1.0)
+    out = np.rint(ZERO_INDEX + scaled * 127).astype(np.uint8)
+    return out, scale
+
+
+def score_to_index(score: np.ndarray) -> np.ndarray:
+    """A [0, 1] score map as uint8 lookup-table indices (round(score * 255))."""
+    return np.rint(np.clip(np.nan_to_num(score), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def threshold_index(threshold: float) -> int:
+    """The first uint8 score index counted as mask at ``threshold`` (index i shows score i/255)."""
+    return int(np.clip(math.ceil(threshold * 255.0 - 1e-6), 0, 256))
+
+
+def mask_lut(
+    threshold: float, colour: tuple[int, int, int] = MASK_COLOUR, enabled: bool = True
+) -> np.ndarray:
+    """256 RGBA entries: opaque ``colour`` from :func:`threshold_index` upwards, transparent below."""
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    if enabled:
+        lut[threshold_index(threshold) :] = (*colour, 255)
+    return lut
+
+
+class ImageViewer(pg.GraphicsView):
+    """Zoomable, pannable view of one image with heatmap and mask overlays.
+
+    Signals
+    -------
+    hovered(x, y)
+        Image pixel under the mouse (``-1, -1`` when outside).
+    """
+
+    hovered = Signal(int, int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, background=QColor("#0d1117"))
+        self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.01)
+        self.setCentralItem(self.view)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.heatmap_item = pg.ImageItem(axisOrder="row-major")
+        self.mask_item = pg.ImageItem(axisOrder="row-major")
+        for z, item in enumerate((self.image_item, self.heatmap_item, self.mask_item)):
+            item.setZValue(z)
+            self.view.addItem(item)
+        self.heatmap_item.setLookupTable(heatmap_lut())
+        # The image and the heatmap do not change while the slider moves: cache them at screen resolution so
+        # a tick repaints one full-size indexed image (the mask) instead of three.
+        for item in (self.image_item, self.heatmap_item):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.message = pg.TextItem("", color="#c9d1d9", anchor=(0.5, 0.5))
+        self.message.setZValue(10)
+        self.view.addItem(self.message, ignoreBounds=True)
+        self.heatmap_visible = True
+        self.mask_visible = True
+        self.mask_style = "fill"
+        self.mask_enabled = True
+        self.threshold = 0.5
+        self._score_index: np.ndarray | None = None
+        self._shape: tuple[int, int] | None = None
+        self.heatmap_scale = 1.0
+        self.set_heatmap_opacity(0.6)
+        self.set_mask_opacity(0.45)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    # ----------------------------------------------------------------- image
+    def set_image(self, rgb: np.ndarray | None, message: str = "") -> None:
+        """Show an (H, W, 3) uint8 image (or nothing) and clear the overlays; fit it into the view."""
+        self.clear_overlays()
+        if rgb is None:
+            self.image_item.clear()
+            self._shape = None
+            self.show_message(message or "No image")
+            return
+        self.image_item.setImage(rgb, autoLevels=False, levels=None)
+        new_shape = rgb.shape[:2]
+        refit = new_shape != self._shape
+        self._shape = new_shape
+        self.show_message(message)
+        if refit:
+            self.fit()
+
+    def show_message(self, text: str) -> None:
+        """Centre a short text over the view (empty hides it)."""
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+        if self._shape is not None:
+            height, width = self._shape
+            self.message.setPos(QPointF(width / 2, height / 2))
+        else:
+            self.message.setPos(QPointF(0, 0))
+
+    def fit(self) -> None:
+        """Zoom so the whole image is visible."""
+        if self._shape is not None:
+            height, width = self._shape
+            self.view.setRange(xRange=(0, width), yRange=(0, height), padding=0.01)
+        else:
+            self.view.setRange(xRange=(-1, 1), yRange=(-1, 1))
+
+    def clear_overlays(self) -> None:
+        """Remove heatmap and mask (e.g. while the next image's analysis runs)."""
+        self.heatmap_item.clear()
+        self.mask_item.clear()
+        self._score_index = None
+
+    # ----------------------------------------------------------------- overlays
+    def set_relevance(self, relevance: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Show signed relevance on the image grid as a diverging heatmap (converted to uint8 once)."""
+        index, self.heatmap_scale = relevance_to_uint8(relevance, valid)
+        self.heatmap_item.setImage(index, autoLevels=False, levels=None)
+        self.heatmap_item.setVisible(self.heatmap_visible)
+
+    def set_score(self, score: np.ndarray, threshold: float, enabled: bool = True) -> None:
+        """Show the mask of ``score >= threshold``; ``enabled=False`` keeps it empty (e.g. undamaged)."""
+        self._score_index = score_to_index(score)
+        self.mask_enabled = enabled
+        self.threshold = float(threshold)
+        self._render_mask(new_image=True)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Move the mask threshold: a new lookup table in fill style, a new edge image in outline style."""
+        self.threshold = float(threshold)
+        if self._score_index is not None:
+            self._render_mask(new_image=False)
+
+    def _render_mask(self, new_image: bool) -> None:
+        if self._score_index is None:
+            return
+        if self.mask_style == "outline":
+            self.mask_item.setImage(self._outline(), autoLevels=False, levels=None)
+            self.mask_item.setLookupTable(self._outline_lut())
+        else:
+            if new_image:
+                self.mask_item.setImage(self._score_index, autoLevels=False, levels=None)
+            self.mask_item.setLookupTable(mask_lut(self.threshold, enabled=self.mask_enabled))
+        self.mask_item.setVisible(self.mask_visible)
+
+    def _outline_lut(self) -> np.ndarray:
+        lut = np.zeros((256, 4), dtype=np.uint8)
+        if self.mask_enabled:
+            lut[1] = (*MASK_COLOUR, 255)
+        return lut
+
+    def _outline(self) -> np.ndarray:
+        mask = (self._score_index >= threshold_index(self.threshold)).astype(np.uint8)
+        width = max(1, round(max(mask.shape) / 400))
+        kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+        return cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel) & mask
+
+    def displayed_mask(self) -> np.ndarray | None:
+        """The boolean mask the overlay currently shows (fill style), for tests and checks."""
+        if self._score_index is None or not self.mask_enabled:
+            return None
+        return self._score_index >= threshold_index(self.threshold)
+
+    def set_heatmap_visible(self, visible: bool) -> None:
+        """Toggle the relevance heatmap."""
+        self.heatmap_visible = bool(visible)
+        self.heatmap_item.setVisible(self.heatmap_visible)
+
+    def set_heatmap_opacity(self, opacity: float) -> None:
+        """Heatmap opacity in [0, 1]."""
+        self.heatmap_item.setOpacity(float(opacity))
+
+    def set_mask_visible(self, visible: bool) -> None:
+        """Toggle the mask overlay."""
+        self.mask_visible = bool(visible)
+        self.mask_item.setVisible(self.mask_visible)
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        """Mask opacity in [0, 1]."""
+        self.mask_item.setOpacity(float(opacity))
+
+    def set_mask_style(self, style: str) -> None:
+        """``"fill"`` or ``"outline"``."""
+        if style not in ("fill", "outline"):
+            raise ValueError(f"unknown mask style {style!r}")
+        if style != self.mask_style:
+            self.mask_style = style
+            self._render_mask(new_image=True)
+
+    # ----------------------------------------------------------------- mouse
+    def _mouse_moved(self, position) -> None:
+        if self._shape is None:
+            return
+        point = self.view.mapSceneToView(position)
+        x, y = int(math.floor(point.x())), int(math.floor(point.y()))
+        height, width = self._shape
+        if 0 <= x < width and 0 <= y < height:
+            self.hovered.emit(x, y)
+        else:
+            self.hovered.emit(-1, -1)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.key() == Qt.Key.Key_F and not event.modifiers():
+            self.fit()
+            return
+        super().keyPressEvent(event)

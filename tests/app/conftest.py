@@ -1,0 +1,96 @@
+"""Fixtures of the GUI tests: offscreen Qt, a small demo folder, a window, a slim trained model, and a check
+that no test leaves one of the app's worker threads running."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.demo import make_demo
+
+SLIM = {"head": "128n", "width": 0.125, "input_size": 64, "epochs": 1, "batch_size": 8, "seed": 0,
+        "patience": 1}
+
+
+@pytest.fixture
+def slim_settings() -> dict:
+    """The ``train_config`` project setting of a slim, fast model."""
+    return dict(SLIM)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    """A demo data set (6 damaged + 6 undamaged 64 px images), made once; tests copy it."""
+    return make_demo(tmp_path_factory.mktemp("demo"), n_damaged=6, n_undamaged=6, size=64, seed=0)
+
+
+@pytest.fixture
+def demo_folder(demo_template, tmp_path) -> Path:
+    """A fresh copy of the demo's image folder (the project store is written inside it)."""
+    folder = tmp_path / "images"
+    shutil.copytree(demo_template / "images", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def slim_checkpoint(demo_template, tmp_path_factory) -> Path:
+    """A slim VGG-A (width 0.125, 64 px input) trained for one epoch on the demo, as a checkpoint file."""
+    from core.labels import labels_from_folders
+    from core.train import TrainConfig, train_to_checkpoint
+
+    labels = labels_from_folders(demo_template / "images")
+    rels = sorted(labels)
+    out = tmp_path_factory.mktemp("model") / "model-slim.safetensors"
+    train_to_checkpoint([demo_template / "images" / r for r in rels], [labels[r] for r in rels],
+                        TrainConfig(device="cpu", **SLIM), out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a job, the analysis service or thumbnail threads running."""
+    yield
+    from app.workers import running_threads
+
+    left = running_threads()
+    assert not left, f"worker threads still running after the test: {left}"
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """Factory: ``make_window(folder=None)`` builds a shown MainWindow that is shut down after the test."""
+    from app.main_window import MainWindow
+
+    windows = []
+
+    def make(folder: Path | None = None):
+        window = MainWindow(device="cpu")
+        qtbot.addWidget(window)
+        window.show()
+        window.activateWindow()  # window shortcuts (D, U, Ctrl+Z) need the active window
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+        windows.append(window)
+        if folder is not None:
+            assert window.open_folder(folder)
+        return window
+
+    yield make
+    for window in windows:
+        window.shutdown()
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """``wait_idle(window)``: wait until the analysis service is idle and its signals were delivered."""
+
+    def wait(window, timeout: int = 30000) -> None:
+        qtbot.waitUntil(lambda: window.service is None or window.service.is_idle(), timeout=timeout)
+        qtbot.wait(30)
+
+    return wait

@@ -1,0 +1,138 @@
+"""The window with a model: retrain through the worker, cancel, live threshold, per-image override, export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+from core.labels import labels_from_folders
+
+
+def _use_checkpoint(folder, checkpoint):
+    """Put a trained checkpoint into the folder's project, as a finished training would."""
+    from core.project import Project
+
+    target = folder / ".lrpseg" / "models" / checkpoint.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, target)
+    with Project.open(folder) as project:
+        project.model_path = target
+    return target
+
+
+def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings):
+    window = make_window(demo_folder)
+    window.project.set_labels(labels_from_folders(demo_folder))
+    window.list_model.labels = window.project.labels()
+    window.project.set_setting("train_config", slim_settings)
+    progress = []
+    assert window.start_training()
+    job = window.jobs.job("train")
+    job.progressed.connect(progress.append)
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    with qtbot.waitSignal(job.succeeded, timeout=60000):
+        pass
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=5000)
+    assert progress and progress[-1].epoch == 1
+    models = list((demo_folder / ".lrpseg" / "models").glob("model-*.safetensors"))
+    assert len(models) == 1 and window.project.model_path == models[0]
+    assert window.handle.model.width == 0.125 and window.handle.model.input_size == 64
+    assert window.train_action.text() == "Retrain model" and window.export_action.isEnabled()
+    assert not window.progress.isVisible()
+    # predictions for every image arrive in the background and are cached in the project
+    qtbot.waitUntil(lambda: len(window.list_model.probabilities) == 12, timeout=30000)
+    assert len(window.project.predictions(window.handle.model_id)) == 12
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+
+
+def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoint, qtbot, slim_settings):
+    old = _use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    window.project.set_labels(labels_from_folders(demo_folder))
+    window.project.set_setting("train_config", {**slim_settings, "epochs": 50})
+    assert window.start_training()
+    job = window.jobs.job("train")
+    with qtbot.waitSignal(job.progressed, timeout=30000):
+        pass
+    with qtbot.waitSignal(job.cancelled, timeout=30000):
+        window.cancel_job()
+    assert window.handle.path == old and window.project.model_path == old
+    assert sorted(p.name for p in old.parent.iterdir()) == [old.name]
+    assert "cancelled" in window.statusBar().currentMessage()
+
+
+def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_folder, slim_checkpoint,
+                                                             qtbot, wait_idle):
+    _use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    window.undamaged_masks_action.setChecked(True)  # the slim model may call everything undamaged
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.current_analysis() is not None
+                    and window.viewer.displayed_mask() is not None, timeout=30000)
+    analysis = window.current_analysis()
+    viewer, panel = window.viewer, window.panel
+    assert panel.slider.isEnabled()
+    assert abs(panel.threshold() - analysis.threshold) < 1e-3
+    score_image = viewer.mask_item.image
+    before = viewer.displayed_mask().copy()
+    lut_before = viewer.mask_item.lut.copy()
+
+    values = np.unique(np.round(analysis.segmentation.score[analysis.valid], 3))
+    target = float(values[len(values) // 2]) if values.size > 2 else 0.0
+    panel.slider.set_threshold(target)
+    after = viewer.displayed_mask()
+    assert viewer.mask_item.image is score_image  # only the lookup table changed
+    assert not np.array_equal(viewer.mask_item.lut, lut_before)
+    assert not np.array_equal(before, after)
+    expected = analysis.segmentation.score >= panel.threshold()
+    assert np.mean(after != expected) < 0.01  # uint8 quantisation may flip a few border pixels
+
+    window.flush_threshold()
+    rel = window.current
+    assert window.project.threshold_override(rel, window.override_key()) == panel.threshold()
+    window.step(1)
+    wait_idle(window)
+    window.select(rel)
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    assert abs(panel.threshold() - target) < 1e-3  # remembered per image
+    window.reset_threshold()
+    assert window.project.threshold_override(rel, window.override_key()) is None
+    assert abs(panel.threshold() - analysis.threshold) < 1e-3
+
+    panel.mask_style.setCurrentText("outline")
+    assert viewer.mask_style == "outline" and window.outline_action.isChecked()
+    wait_idle(window)
+
+
+def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_checkpoint, qtbot, tmp_path,
+                                                 wait_idle):
+    _use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    rel = window.list_model.paths[0]
+    window.project.set_threshold_override(rel, window.override_key(), 0.0)
+    out = tmp_path / "export"
+    assert window.export_masks(out)
+    job = window.jobs.job("export")
+    with qtbot.waitSignal(job.succeeded, timeout=60000) as blocker:
+        pass
+    summary = blocker.args[0]
+    assert summary["images"] == 12 and summary["errors"] == 0
+    masks = sorted(out.glob("*.png"))
+    assert len(masks) == 12
+    report = json.loads((out / "lrpseg-report.json").read_text())
+    record = next(r for r in report["images"] if r["image"].endswith(rel))
+    assert record["threshold"] == 0.0
+    mask = cv2.imread(str(out / record["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+    if record["damaged"]:
+        assert (mask == 255).all()  # threshold 0 keeps every pixel of an image classified damaged
+    else:
+        assert (mask == 0).all()
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["segmenter"] == window.segmenter and provenance["rule_set"] == window.rule_set
+    assert provenance["threshold_overrides"] == {rel: 0.0}
+    wait_idle(window)
