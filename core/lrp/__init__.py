@@ -1,0 +1,23 @@
+"""Layer-wise Relevance Propagation for VGG-A: the paper's rule sets (Table 1) on zennit, with fast rules.
+
+Public API: :func:`explain`, :class:`Explanation`, :data:`RULE_SETS` (name -> :class:`RuleSet`),
+:data:`TABLE_1` (layer -> rule per paper rule set), :data:`MAXPOOL_MODES`.
+"""
+
+from core.lrp.composites import MAXPOOL_MODES, TABLE_1, layer_rules, table_composite, zbox_bounds
+from core.lrp.explain import Explanation, explain, relevance_tensor
+from core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
+
+__all__ = [
+    "DEFAULT_RULE_SET",
+    "Explanation",
+    "MAXPOOL_MODES",
+    "RULE_SETS",
+    "RuleSet",
+    "TABLE_1",
+    "explain",
+    "layer_rules",
+    "relevance_tensor",
+    "table_composite",
+    "zbox_bounds",
+]

@@ -1,0 +1,276 @@
+"""Fast LRP rules as zennit hooks, plus the average-pool redistribution rule for max-pool layers.
+
+zennit's stock rules recompute each layer several times in the backward pass (ZBox 3 forward passes, AlphaBeta
+4, Gamma 5, Epsilon 1), each followed by an autograd backward through it, after autograd has also computed the
+layer's plain input gradient, which is then thrown away. The rules here compute the same relevance with
+less work, using what VGG-A guarantees:
+
+- the input of every layer after ``conv1_1`` comes out of a ReLU (or a max-pool or dropout of one), so it is
+  non-negative and the passes on its negative part (zero) can be skipped;
+- every conv is followed by a ReLU, so the relevance arriving at a conv output is exactly zero where the
+  pre-activation ``z <= 0``; the γ rule's branch for negative ``z`` then contributes nothing;
+- the layer's own output ``z`` is kept from the forward pass instead of being recomputed;
+- input gradients are computed directly (``conv2d_input``), and the positive and negative parts of α-β run as
+  one convolution over concatenated weights.
+
+Each fast rule gives the stock rule's relevance up to rounding (tests compare them in float64). They are only
+valid where those conditions hold; :mod:`core.lrp.composites` checks them before using a fast rule.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from zennit.core import BasicHook, Hook, ParamMod, RemovableHandle, RemovableHandleList, Stabilizer
+
+__all__ = [
+    "STABILIZER",
+    "FastRule",
+    "FastEpsilon",
+    "FastGamma",
+    "FastAlphaBeta",
+    "FastZBox",
+    "FastAvgPool",
+    "AvgPoolNorm",
+]
+
+STABILIZER = 1e-6  # zennit's default denominator stabiliser, used wherever no ε is given
+
+
+def _stabilize(t: torch.Tensor, epsilon: float = STABILIZER) -> torch.Tensor:
+    """zennit's ``stabilize``: ``t + epsilon * sign(t)`` with sign(0) = +1 (in place on a fresh ``t``)."""
+    sign = (t >= 0).to(t.dtype).mul_(2).sub_(1)
+    return t.add_(sign, alpha=epsilon)
+
+
+def _layer_forward(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    if isinstance(module, nn.Conv2d):
+        return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
+    return F.linear(x, weight, bias)
+
+
+def _input_gradient(module: nn.Module, input_shape, weight: torch.Tensor, grad: torch.Tensor):
+    """Gradient of ``layer(x, weight)`` w.r.t. ``x`` for output gradient ``grad``, without autograd."""
+    if isinstance(module, nn.Conv2d):
+        return torch.nn.grad.conv2d_input(
+            input_shape, weight, grad, module.stride, module.padding, module.dilation, module.groups
+        )
+    return grad @ weight
+
+
+class _RelevanceFunction(torch.autograd.Function):
+    """Passes the layer output through unchanged; its backward asks the rule for the input relevance."""
+
+    @staticmethod
+    def forward(ctx, x, z, rule, module):
+        ctx.rule = rule
+        ctx.module = module
+        ctx.save_for_backward(x, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, relevance):
+        x, z = ctx.saved_tensors
+        return ctx.rule.relevance(ctx.module, x, z, relevance), None, None, None
+
+
+class FastRule(Hook):
+    """Base of the fast rules: a zennit hook that replaces the layer's backward by :meth:`relevance`.
+
+    Registered through a zennit composite like any rule. A forward hook routes the layer output through an
+    autograd function whose backward returns ``relevance(module, x, z, R)``; the layer's own autograd node is
+    cut off, so its plain gradient is never computed.
+    """
+
+    label = "fast"
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        """Attach to ``module``; the returned handles detach it again."""
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._forward_hook)])
+
+    def _forward_hook(self, module, inputs, output):
+        x = inputs[0]
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return None
+        return _RelevanceFunction.apply(x, output.detach(), self, module)
+
+    def relevance(self, module: nn.Module, x: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor):
+        """Relevance of the layer input ``x`` given the layer output ``z`` and its relevance."""
+        raise NotImplementedError
+
+    def copy(self):
+        """A new, unregistered hook with the same parameters (zennit composites register copies)."""
+        clone = self.__class__.__new__(self.__class__)
+        Hook.__init__(clone)
+        clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in clone.__dict__})
+        return clone
+
+
+class FastEpsilon(FastRule):
+    """LRP-ε (stock :class:`zennit.rules.Epsilon`) reusing the forward output: one input-gradient pass.
+
+    Parameters
+    ----------
+    epsilon : float or callable
+        As zennit's: a float is added with the sign of ``z``; a callable (e.g.
+        ``Stabilizer(0.25, norm_scale=True)``) maps ``z`` to the stabilised denominator.
+    label : str
+        Name of the rule for reports ("epsilon", "lrp0").
+    """
+
+    def __init__(self, epsilon=STABILIZER, label="epsilon"):
+        super().__init__()
+        self.stabilizer = Stabilizer.ensure(epsilon)
+        self.label = label
+
+    def relevance(self, module, x, z, relevance):
+        grad = relevance / self.stabilizer(z)
+        return x * _input_gradient(module, x.shape, module.weight, grad)
+
+
+class FastGamma(FastRule):
+    """LRP-γ (stock :class:`zennit.rules.Gamma`) for a non-negative input and a layer followed by a ReLU.
+
+    With ``x >= 0`` and zero relevance where ``z <= 0`` the stock rule reduces to
+    ``R_in = x * (W + γW⁺)ᵀ [R / stab((W + γW⁺) x + b + γb⁺)]``: one modified forward, one input gradient.
+    """
+
+    label = "gamma"
+
+    def __init__(self, gamma=0.25, stabilizer=STABILIZER):
+        super().__init__()
+        self.gamma = gamma
+        self.stabilizer = stabilizer
+
+    def relevance(self, module, x, z, relevance):
+        weight = module.weight + self.gamma * module.weight.clamp(min=0)
+        bias = None if module.bias is None else module.bias + self.gamma * module.bias.clamp(min=0)
+        grad = relevance / _stabilize(_layer_forward(module, x, weight, bias), self.stabilizer)
+        return x * _input_gradient(module, x.shape, weight, grad)
+
+
+class FastAlphaBeta(FastRule):
+    """LRP-αβ (stock :class:`zennit.rules.AlphaBeta`) for a non-negative input.
+
+    With ``x >= 0``: ``R_in = x * [α W⁺ᵀ (R / stab(W⁺x + b⁺)) - β W⁻ᵀ (R / stab(W⁻x + b⁻))]``; both parts run
+    as one forward and one input gradient over weights concatenated along the output channels.
+    """
+
+    label = "alpha_beta"
+
+    def __init__(self, alpha=2.0, beta=1.0, stabilizer=STABILIZER):
+        super().__init__()
+        self.stabilizer = stabilizer
+        if alpha < 0 or beta < 0 or alpha - beta != 1:
+            raise ValueError(f"need alpha, beta >= 0 and alpha - beta = 1, got {alpha}, {beta}")
+        self.alpha = alpha
+        self.beta = beta
+        self.label = f"alpha{alpha:g}_beta{beta:g}"
+
+    def relevance(self, module, x, z, relevance):
+        w, b = module.weight, module.bias
+        weight = torch.cat([w.clamp(min=0), w.clamp(max=0)])
+        bias = None if b is None else torch.cat([b.clamp(min=0), b.clamp(max=0)])
+        denominator = _stabilize(_layer_forward(module, x, weight, bias), self.stabilizer)
+        grad = torch.cat([relevance, relevance], dim=1) / denominator
+        signed = torch.cat([self.alpha * weight[: len(w)], -self.beta * weight[len(w) :]])
+        return x * _input_gradient(module, x.shape, signed, grad)
+
+
+class FastZBox(FastRule):
+    """LRP-z^B (stock :class:`zennit.rules.ZBox`) for a conv layer on a bounded input ``low <= x <= high``.
+
+    ``R_in = (x - l) * W⁺ᵀ g + (x - h) * W⁻ᵀ g`` with ``g = R / stab(z - b - (W⁺ l + W⁻ h))``; the bound term
+    ``W⁺ l + W⁻ h`` is the same for every image and is computed once per batch.
+
+    Parameters
+    ----------
+    low, high : torch.Tensor
+        Per-channel bounds, shape ``(1, C, 1, 1)`` (broadcast to the input).
+    stabilizer : float
+        Added to denominators with their sign, as zennit's ``stabilizer`` argument.
+    """
+
+    label = "zbox"
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, stabilizer=STABILIZER):
+        super().__init__()
+        self.low = low
+        self.high = high
+        self.stabilizer = stabilizer
+
+    def relevance(self, module, x, z, relevance):
+        if not isinstance(module, nn.Conv2d):
+            raise TypeError("FastZBox supports Conv2d layers only")
+        low = self.low.to(x).expand(1, *x.shape[1:])
+        high = self.high.to(x).expand(1, *x.shape[1:])
+        w = module.weight
+        weight = torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1)  # input channels: [low | high]
+        bounds = _layer_forward(module, torch.cat([low, high], dim=1), weight, None)
+        denominator = z - bounds if module.bias is None else z - module.bias[:, None, None] - bounds
+        grad = relevance / _stabilize(denominator, self.stabilizer)
+        parts = _input_gradient(module, (x.shape[0], 2 * x.shape[1], *x.shape[2:]), weight, grad)
+        positive, negative = parts.split(x.shape[1], dim=1)
+        return (x - low) * positive + (x - high) * negative
+
+
+def _pool_args(module: nn.MaxPool2d) -> dict:
+    if module.dilation not in (1, (1, 1)):
+        raise ValueError("average-pool redistribution needs a max-pool without dilation")
+    return {
+        "kernel_size": module.kernel_size,
+        "stride": module.stride,
+        "padding": module.padding,
+        "ceil_mode": module.ceil_mode,
+    }
+
+
+class FastAvgPool(FastRule):
+    """Max-pool relevance spread like an average pool (Montavon's tutorial), computed directly.
+
+    ``R_in = x * AvgPoolᵀ [R / stab(AvgPool(x))]`` with zennit's 1e-6 stabiliser (zennit's Norm rule).
+    """
+
+    label = "avgpool"
+
+    def __init__(self, stabilizer=STABILIZER):
+        super().__init__()
+        self.stabilizer = stabilizer
+
+    def relevance(self, module, x, z, relevance):
+        args = _pool_args(module)
+        grad = relevance / _stabilize(F.avg_pool2d(x, **args), self.stabilizer)
+        return x * torch.ops.aten.avg_pool2d_backward(
+            grad, x, args["kernel_size"], args["stride"], args["padding"], args["ceil_mode"], True, None
+        )
+
+
+class _AsAvgPool(ParamMod):
+    """zennit parameter modifier presenting a max-pool to the rule as the average pool of the same window."""
+
+    def __init__(self):
+        super().__init__(lambda param, name: param, param_keys=[])
+
+    @contextmanager
+    def __call__(self, module):
+        yield nn.AvgPool2d(**_pool_args(module))
+
+
+class AvgPoolNorm(BasicHook):
+    """Reference average-pool redistribution from zennit parts: the Norm rule evaluated on ``AvgPool2d``.
+
+    Attach to ``MaxPool2d`` layers; the forward pass still max-pools.
+    """
+
+    def __init__(self, stabilizer=STABILIZER):
+        stabilizer_fn = Stabilizer.ensure(stabilizer)
+        super().__init__(
+            input_modifiers=[lambda input: input],
+            param_modifiers=[_AsAvgPool()],
+            output_modifiers=[lambda output: output],
+            gradient_mapper=(lambda out_grad, outputs: out_grad / stabilizer_fn(outputs[0])),
+            reducer=(lambda inputs, gradients: inputs[0] * gradients[0]),
+        )
