@@ -1,7 +1,7 @@
 """Cooperative cancellation for long core jobs (training, batch segmentation, export).
 
-The GUI or the command line owns a :class:`CancelToken` and calls :meth:`CancelToken.cancel`; the job checks it
-between steps and stops by raising :class:`Cancelled`, so no step is ever left half done.
+The GUI or the command line owns a :class:`CancelToken` and calls :meth:`CancelToken.cancel`; the job
+checks it between steps and stops by raising :class:`Cancelled`, so no step is ever left half done.
 """
 
 from __future__ import annotations

@@ -1,0 +1,349 @@
+"""The ``lrpseg`` command line: demo data, training, batch segmentation, evaluation and labels.
+
+Every subcommand ends with exit code 0 on success and 1 with a one-line reason on failure (argparse uses 2
+for usage errors). Choices (rule sets, segmenters, heads) come from the core registries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core import __version__
+from core.cancel import Cancelled
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.device import DEVICE_CHOICES, describe_device, resolve_device
+from core.export import Exporter, file_sha256
+from core.images import ImageReadError, scan_folder
+from core.labels import labels_from_folders, read_labels, write_labels
+from core.lrp import RULE_SETS
+from core.models import HEADS
+from core.segment import SEGMENTERS
+
+ARCHS = {"vgg-a": 1.0, "slim": 0.25}
+
+
+class CommandError(Exception):
+    """A failure to report as one line and exit code 1."""
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where torch runs: auto = CUDA when present, else CPU (default: auto)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="lrpseg", description="Pixel masks from image-level labels via LRP."
+    )
+    parser.add_argument(
+        "--version", action="store_true", help="print version, torch, CUDA and device, then exit"
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="write a synthetic damaged/undamaged image folder with known masks")
+    demo.add_argument("dir", type=Path, help="output folder (images/damaged, images/undamaged, masks)")
+    demo.add_argument("--damaged", type=int, default=40, help="number of damaged images (default 40)")
+    demo.add_argument("--undamaged", type=int, default=40, help="number of undamaged images (default 40)")
+    demo.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    train = sub.add_parser("train", help="train a classifier from image-level labels")
+    train.add_argument("images", type=Path, help="image folder (searched recursively)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="label = nearest parent folder named damaged/ or undamaged/",
+    )
+    source.add_argument("--labels", type=Path, help="CSV (image,label) or JSON ({image: label}) label file")
+    train.add_argument("--out", type=Path, required=True, help="checkpoint to write (.safetensors)")
+    train.add_argument(
+        "--arch",
+        choices=sorted(ARCHS),
+        default="vgg-a",
+        help="vgg-a = full VGG-11 widths; slim = a quarter of the channels, for CPUs",
+    )
+    train.add_argument("--width", type=float, help="channel fraction, overrides --arch")
+    train.add_argument("--head", choices=HEADS, default="128n", help="128n = FC128-FC128-2, onefc = one FC")
+    train.add_argument("--input-size", type=int, default=224, help="model input side, multiple of 32")
+    train.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument(
+        "--lr-fc", type=float, default=1e-3, help="learning rate of the FC layers (paper: 1e-3)"
+    )
+    train.add_argument("--lr-conv", type=float, default=1e-4, help="learning rate of the convs (paper: 1e-4)")
+    train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+    train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--imagenet",
+        metavar="PATH|auto",
+        help="start the convs from torchvision's ImageNet VGG-11 weights (a local file)",
+    )
+    _add_device(train)
+
+    seg = sub.add_parser("segment", help="classify, explain and segment every image of a folder")
+    seg.add_argument("images", type=Path, help="image folder (searched recursively) or one image")
+    seg.add_argument("--model", type=Path, required=True, help="checkpoint written by lrpseg train")
+    seg.add_argument("--out", type=Path, required=True, help="export folder for masks and reports")
+    seg.add_argument("--rules", choices=list(RULE_SETS), default="ours", help="LRP rule set (default ours)")
+    seg.add_argument("--segmenter", choices=list(SEGMENTERS), default="bmm", help="default bmm")
+    seg.add_argument(
+        "--maxpool",
+        choices=("wta", "avg"),
+        default="wta",
+        help="relevance through max-pool: winner-take-all or average (default wta)",
+    )
+    seg.add_argument(
+        "--mode",
+        choices=("auto", "crop", "tile"),
+        default="auto",
+        help="crop = the paper's centre crop; tile = cover big images with windows",
+    )
+    seg.add_argument("--threshold", type=float, help="score threshold instead of the segmenter's default")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
+    seg.add_argument("--no-scores", action="store_true", help="do not write score maps")
+    seg.add_argument("--coco", action="store_true", help="also write COCO JSON with RLE masks")
+    _add_device(seg)
+
+    ev = sub.add_parser("evaluate", help="score an export folder against ground-truth masks")
+    ev.add_argument("out", type=Path, help="export folder written by lrpseg segment")
+    ev.add_argument("--truth", type=Path, required=True, help="folder of ground-truth masks <stem>.png")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--pr-curve", type=Path, help="PR-curve PNG (default: OUT/evaluation/pr-curve.png)")
+    ev.add_argument(
+        "--include-undamaged",
+        action="store_true",
+        help="also score images with empty ground truth (the paper scores damaged ones)",
+    )
+
+    lab = sub.add_parser("labels", help="import or export image-level labels")
+    lab.add_argument("action", choices=("export", "import", "show"))
+    lab.add_argument("folder", type=Path, help="image folder (a project is kept in FOLDER/.lrpseg)")
+    lab.add_argument("--file", type=Path, help="CSV or JSON label file to import from / export to")
+    lab.add_argument("--from-folders", action="store_true", help="import: labels from damaged/ undamaged/")
+    return parser
+
+
+def version_text() -> str:
+    """Version line: lrpseg, torch, CUDA availability and the default device."""
+    import torch
+
+    device = resolve_device("auto")
+    return (
+        f"lrpseg {__version__} (torch {torch.__version__}, CUDA "
+        f"{'available' if torch.cuda.is_available() else 'not available'}, device {describe_device(device)})"
+    )
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    if folder.is_file():
+        return [folder], []
+    if not folder.is_dir():
+        raise CommandError(f"{folder}: no such folder")
+    return scan_folder(folder)
+
+
+def run_demo(args) -> int:
+    from core.demo import make_demo
+
+    make_demo(args.dir, n_damaged=args.damaged, n_undamaged=args.undamaged, size=args.size, seed=args.seed)
+    print(
+        f"wrote {args.damaged + args.undamaged} images to {args.dir / 'images'}, masks: {args.dir / 'masks'}"
+    )
+    return 0
+
+
+def run_train(args) -> int:
+    from core.train import TrainConfig, train_to_checkpoint
+
+    paths, problems = _scan(args.images)
+    labels = labels_from_folders(args.images) if args.labels_from_folders else read_labels(args.labels)
+    for path, reason in problems:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    chosen = [(p, labels[k]) for p in paths if (k := p.relative_to(args.images).as_posix()) in labels]
+    if not chosen:
+        raise CommandError(f"no labelled images found in {args.images}")
+    config = TrainConfig(
+        head=args.head,
+        width=args.width or ARCHS[args.arch],
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_fc=args.lr_fc,
+        lr_conv=args.lr_conv,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        imagenet_weights=args.imagenet,
+    )
+    bar = tqdm(total=config.epochs, unit="epoch", desc="training", file=sys.stderr)
+
+    def progress(p):
+        bar.set_postfix(loss=f"{p.loss:.3f}", step=f"{p.step}/{p.steps}")
+        if p.val_balanced_accuracy is not None or p.message:
+            bar.update(1)
+            if p.val_balanced_accuracy is not None:
+                bar.set_postfix(loss=f"{p.loss:.3f}", val_bacc=f"{p.val_balanced_accuracy:.3f}")
+
+    result = train_to_checkpoint(
+        [p for p, _ in chosen], [label for _, label in chosen], config, args.out, progress
+    )
+    bar.close()
+    s = result.summary
+    bacc = "n/a" if s["val_balanced_accuracy"] is None else f"{s['val_balanced_accuracy']:.3f}"
+    print(
+        f"trained on {s['n_train']} images ({s['epochs_run']} epochs, best {s['best_epoch']}, "
+        f"validation balanced accuracy {bacc}) -> {args.out}"
+    )
+    return 0
+
+
+def run_segment(args) -> int:
+    from core.pipeline import segment_folder
+
+    model, meta = load_checkpoint(args.model)
+    device = resolve_device(args.device)
+    paths, problems = _scan(args.images)
+    exporter = Exporter(
+        args.out,
+        overwrite=args.overwrite,
+        write_scores=not args.no_scores,
+        write_coco=args.coco,
+        provenance={
+            "model": str(args.model),
+            "model_sha256": file_sha256(args.model),
+            "model_config": {k: meta.get(k) for k in ("head", "width", "input_size")},
+            "rule_set": args.rules,
+            "segmenter": args.segmenter,
+            "maxpool": args.maxpool,
+            "mode": args.mode,
+            "threshold": args.threshold or "segmenter default",
+            "device": describe_device(device),
+        },
+    )
+    for path, reason in problems:
+        exporter.add(path, error=f"{path}: {reason}")
+    outcomes = segment_folder(
+        paths,
+        model,
+        rule_set=args.rules,
+        segmenter=args.segmenter,
+        maxpool=args.maxpool,
+        mode=args.mode,
+        device=device,
+    )
+    for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
+        if outcome.analysis is None:
+            exporter.add(outcome.path, error=outcome.error)
+            continue
+        a = outcome.analysis
+        threshold = a.threshold if args.threshold is None else args.threshold
+        exporter.add(outcome.path, a.mask_at(threshold), a.segmentation.score, a.probability, threshold)
+    summary = exporter.finish()
+    for record in exporter.records:
+        if record.error:
+            print(f"error: {record.error}", file=sys.stderr)
+    print(
+        f"{summary['images']} images: {summary['masks_written']} masks written, {summary['errors']} failed, "
+        f"{summary['kept_existing']} with existing files kept -> {args.out}"
+    )
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from core.evaluate import evaluate_folder, metrics_table
+    from core.metrics import plot_pr_curves
+
+    result = evaluate_folder(args.out, args.truth, include_undamaged=args.include_undamaged)
+    for problem in result.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if result.curve is not None:
+        curve_path = args.pr_curve or args.out / "evaluation" / "pr-curve.png"
+        curve_path.parent.mkdir(parents=True, exist_ok=True)
+        plot_pr_curves({"lrpseg": result.curve}, result.metrics["no_skill_precision"], curve_path)
+    if args.json:
+        print(json.dumps(result.metrics))
+    else:
+        print(metrics_table(result.metrics))
+    return 0
+
+
+def run_labels(args) -> int:
+    from core.project import Project
+
+    project = Project.open(args.folder)
+    try:
+        if args.action == "import":
+            if args.from_folders:
+                labels = labels_from_folders(args.folder)
+            elif args.file:
+                labels = read_labels(args.file)
+            else:
+                raise CommandError("labels import needs --file or --from-folders")
+            known = set(project.images())
+            unknown = sorted(set(labels) - known)
+            for name in unknown:
+                print(f"warning: {name} is not an image of {args.folder}; skipped", file=sys.stderr)
+            for name, label in labels.items():
+                if name in known:
+                    project.set_label(name, label)
+            print(f"imported {len(labels) - len(unknown)} labels into {args.folder}")
+        elif args.action == "export":
+            if not args.file:
+                raise CommandError("labels export needs --file")
+            write_labels(args.file, project.labels())
+            print(f"wrote {len(project.labels())} labels to {args.file}")
+        else:
+            for name, label in sorted(project.labels().items()):
+                print(f"{name},{label}")
+    finally:
+        project.close()
+    return 0
+
+
+COMMANDS = {
+    "demo": run_demo,
+    "train": run_train,
+    "segment": run_segment,
+    "evaluate": run_evaluate,
+    "labels": run_labels,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lrpseg`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (CommandError, CheckpointError, ImageReadError, ValueError, OSError) as error:
+        print(f"lrpseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except Cancelled:
+        print(f"lrpseg {args.command}: cancelled", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lrpseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Writing masks, score maps, COCO JSON and provenance for a batch of analysed images.
+
+Every file is written atomically (temporary file + rename, :mod:`core.atomic`), so an interrupted export never
+leaves a half-written file under a final name, and existing files are kept unless ``overwrite`` is set: an
+export never destroys masks a user already has.
+
+Layout of an export folder::
+
+    <stem>.png               0/255 mask at the original image size (empty for images classified undamaged)
+    scores/<stem>.npy        score map in [0, 1] (float16) when ``write_scores``
+    scores/<stem>.png        the same, 8-bit, for a quick look
+    annotations.coco.json    COCO instances with uncompressed RLE masks when ``write_coco``
+    lrpseg-report.json       per-image probability, decision, threshold, files written, errors
+    provenance.json          model hash, rule set, segmenter, thresholds, lrpseg version
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core import __version__
+from core.atomic import atomic_write_bytes
+
+REPORT_NAME = "lrpseg-report.json"
+PROVENANCE_NAME = "provenance.json"
+COCO_NAME = "annotations.coco.json"
+SCORES_DIR = "scores"
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W) array as PNG bytes."""
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(array, dtype=np.uint8))
+    if not ok:
+        raise ValueError("OpenCV could not encode the array as PNG")
+    return buffer.tobytes()
+
+
+def mask_to_uint8(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as 0/255 uint8."""
+    return np.where(mask, 255, 0).astype(np.uint8)
+
+
+def score_to_uint8(score: np.ndarray) -> np.ndarray:
+    """A score map in [0, 1] as 0-255 uint8 (rounded; NaN counts as 0)."""
+    return np.round(np.nan_to_num(np.clip(score, 0.0, 1.0)) * 255.0).astype(np.uint8)
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE of a boolean mask (column-major run lengths, starting with a run of zeros)."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """Inverse of :func:`rle_encode`."""
+    height, width = rle["size"]
+    values = np.zeros(len(rle["counts"]), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, rle["counts"])
+    return flat.reshape((height, width), order="F")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (used to name the model an export came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ExportedImage:
+    """What the export did for one image."""
+
+    image: str
+    mask: str | None = None
+    scores: str | None = None
+    probability: float | None = None
+    damaged: bool | None = None
+    threshold: float | None = None
+    kept_existing: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Exporter:
+    """Writes one export folder; call :meth:`add` per image, then :meth:`finish`.
+
+    Parameters
+    ----------
+    out_dir
+        Created if missing.
+    provenance
+        Facts about the run (model, rule set, segmenter, ...) stored in ``provenance.json``.
+    overwrite
+        Replace existing files; otherwise they are kept and listed under ``kept_existing``.
+    write_scores, write_coco
+        Also write score maps / a COCO JSON.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        provenance: dict | None = None,
+        overwrite: bool = False,
+        write_scores: bool = True,
+        write_coco: bool = False,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite
+        self.write_scores = write_scores
+        self.write_coco = write_coco
+        self.provenance = dict(provenance or {})
+        self.records: list[ExportedImage] = []
+        self._used_names: set[str] = set()
+        self._coco_images: list[dict] = []
+        self._coco_annotations: list[dict] = []
+
+    def _name_for(self, image_path: Path) -> str:
+        name = image_path.stem
+        if name in self._used_names:
+            name = "__".join([*image_path.parent.parts[-2:], image_path.stem])
+        suffix = 2
+        base = name
+        while name in self._used_names:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        self._used_names.add(name)
+        return name
+
+    def _write(self, path: Path, data: bytes, record: ExportedImage) -> bool:
+        if path.exists() and not self.overwrite:
+            record.kept_existing.append(path.name)
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return True
+
+    def add(
+        self,
+        image_path: Path,
+        mask: np.ndarray | None = None,
+        score: np.ndarray | None = None,
+        probability: float | None = None,
+        threshold: float | None = None,
+        error: str | None = None,
+    ) -> ExportedImage:
+        """Export one image's mask (and score map); with ``error`` only the error is recorded."""
+        image_path = Path(image_path)
+        record = ExportedImage(
+            image=str(image_path),
+            probability=probability,
+            threshold=threshold,
+            damaged=None if probability is None else bool(probability >= 0.5),
+            error=error,
+        )
+        self.records.append(record)
+        if error is not None or mask is None:
+            return record
+        name = self._name_for(image_path)
+        mask_path = self.out_dir / f"{name}.png"
+        if self._write(mask_path, encode_png(mask_to_uint8(mask)), record):
+            record.mask = mask_path.name
+        if self.write_scores and score is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, score.astype(np.float16))
+            npy_path = self.out_dir / SCORES_DIR / f"{name}.npy"
+            if self._write(npy_path, buffer.getvalue(), record):
+                record.scores = f"{SCORES_DIR}/{npy_path.name}"
+            self._write(self.out_dir / SCORES_DIR / f"{name}.png", encode_png(score_to_uint8(score)), record)
+        if self.write_coco:
+            image_id = len(self._coco_images) + 1
+            self._coco_images.append(
+                {
+                    "id": image_id,
+                    "file_name": image_path.name,
+                    "height": int(mask.shape[0]),
+                    "width": int(mask.shape[1]),
+                }
+            )
+            if mask.any():
+                ys, xs = np.nonzero(mask)
+                bbox = [
+                    int(xs.min()),
+                    int(ys.min()),
+                    int(xs.max() - xs.min() + 1),
+                    int(ys.max() - ys.min() + 1),
+                ]
+                self._coco_annotations.append(
+                    {
+                        "id": len(self._coco_annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": 1,
+                        "segmentation": rle_encode(mask),
+                        "area": int(mask.sum()),
+                        "bbox": bbox,
+                        "iscrowd": 1,
+                    }
+                )
+        return record
+
+    def _write_json(self, name: str, payload: dict) -> None:
+        data = json.dumps(payload, indent=2).encode()
+        atomic_write_bytes(self.out_dir / name, data)
+
+    def finish(self) -> dict:
+        """Write the report, provenance and COCO files; return the summary."""
+        summary = {
+            "images": len(self.records),
+            "masks_written": sum(r.mask is not None for r in self.records),
+            "errors": sum(r.error is not None for r in self.records),
+            "kept_existing": sum(bool(r.kept_existing) for r in self.records),
+        }
+        provenance = {
+            "lrpseg_version": __version__,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **self.provenance,
+            "summary": summary,
+        }
+        self._write_json(PROVENANCE_NAME, provenance)
+        self._write_json(REPORT_NAME, {"summary": summary, "images": [vars(r) for r in self.records]})
+        if self.write_coco:
+            self._write_json(
+                COCO_NAME,
+                {
+                    "images": self._coco_images,
+                    "annotations": self._coco_annotations,
+                    "categories": [{"id": 1, "name": "damage"}],
+                },
+            )
+        return summary

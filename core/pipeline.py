@@ -1,0 +1,245 @@
+"""From a decoded image to a probability, a relevance map and a mask on the original pixel grid.
+
+This is the one place where the classifier, LRP and a segmenter meet; the command line, the GUI and the
+benchmarks all call it. Two ways to cover an image:
+
+- ``"crop"``: the paper's evaluation protocol (§3.4): upscale images below the input size, take the centre
+  crop, explain it; pixels outside the crop get relevance 0 and an empty mask (``Analysis.valid`` says which
+  pixels were explained).
+- ``"tile"``: overlapping input-size windows over the whole (upscaled) image, relevance stitched, so the mask
+  covers every pixel. The image's probability is the largest window probability.
+
+``"auto"`` tiles when the image is more than :data:`TILE_FACTOR` times the input size on a side, else crops.
+Following the paper, only images the classifier calls damaged get a mask; the relevance is computed either way
+when asked for, so a viewer can still show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from core.cancel import CancelToken, check
+from core.device import resolve_device
+from core.images import ImageReadError, read_image
+from core.lrp import explain
+from core.models import VGGA
+from core.preprocess import prepare_eval, stitch, tiles
+from core.segment import SegmentationResult, segment
+
+MODES = ("auto", "crop", "tile")
+TILE_FACTOR = 1.5
+DAMAGED_THRESHOLD = 0.5
+
+__all__ = ["Analysis", "Outcome", "analyse", "predict", "resolve_device", "segment_folder", "MODES"]
+
+
+@dataclass
+class Analysis:
+    """Everything lrpseg knows about one image, on the image's own pixel grid."""
+
+    probability: float
+    relevance: np.ndarray
+    segmentation: SegmentationResult
+    valid: np.ndarray
+    rule_set: str
+    segmenter: str
+    maxpool: str
+    mode: str
+
+    @property
+    def damaged(self) -> bool:
+        """The classifier's decision (P(damaged) ≥ 0.5)."""
+        return self.probability >= DAMAGED_THRESHOLD
+
+    @property
+    def threshold(self) -> float:
+        """The segmenter's default threshold on the score map."""
+        return float(self.segmentation.threshold)
+
+    def mask_at(self, threshold: float | None = None) -> np.ndarray:
+        """The mask at ``threshold`` (default: the segmenter's); empty for images classified undamaged."""
+        if not self.damaged:
+            return np.zeros(self.relevance.shape, dtype=bool)
+        t = self.threshold if threshold is None else threshold
+        return self.segmentation.score >= t
+
+
+@dataclass
+class Outcome:
+    """The result of one file in a batch: an analysis, or the reason it could not be made."""
+
+    path: Path
+    analysis: Analysis | None = None
+    error: str | None = None
+
+
+def choose_mode(shape: tuple[int, ...], input_size: int, mode: str = "auto") -> str:
+    """Resolve ``"auto"`` to ``"crop"`` or ``"tile"`` for an image of ``shape``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "auto":
+        return mode
+    height, width = shape[:2]
+    scale = max(1.0, input_size / min(height, width))
+    return "tile" if max(height, width) * scale > TILE_FACTOR * input_size else "crop"
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def predict(
+    model: VGGA, images: Sequence[np.ndarray], device: torch.device | None = None, batch_size: int = 16
+) -> np.ndarray:
+    """P(damaged) per image from the centre crop (the paper's evaluation protocol)."""
+    device = device or _model_device(model)
+    model.eval()
+    probabilities = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(
+                [
+                    prepare_eval(img, model.input_size, model.mean, model.std)[0]
+                    for img in images[start : start + batch_size]
+                ]
+            )
+            logits = model(batch.to(device))
+            probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32)
+
+
+def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    if array.shape == (height, width):
+        return array.astype(np.float32)
+    return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _explain_batch(model, batch, rule_set, maxpool, batch_size=8):
+    relevance, probability = [], []
+    for start in range(0, len(batch), batch_size):
+        explanation = explain(
+            model, batch[start : start + batch_size], target=1, rule_set=rule_set, maxpool=maxpool
+        )
+        relevance.append(explanation.relevance.astype(np.float32))
+        logits = torch.as_tensor(explanation.logits, dtype=torch.float64)
+        probability.append(torch.softmax(logits, dim=1)[:, 1].numpy())
+    return np.concatenate(relevance), np.concatenate(probability)
+
+
+def analyse(
+    model: VGGA,
+    image: np.ndarray,
+    rule_set: str = "ours",
+    segmenter: str = "bmm",
+    maxpool: str = "wta",
+    mode: str = "auto",
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> Analysis:
+    """Classify, explain and segment one decoded image.
+
+    Parameters
+    ----------
+    model
+        A VGG-A classifier (class 1 = damaged); it stays on its device unless ``device`` moves it.
+    image
+        As :func:`core.images.read_image` returns it.
+    rule_set, maxpool
+        LRP choices (:data:`core.lrp.RULE_SETS`).
+    segmenter
+        A name from :data:`core.segment.SEGMENTERS`.
+    mode
+        ``"auto"``, ``"crop"`` or ``"tile"`` (see the module docstring).
+
+    Returns
+    -------
+    Analysis
+        Relevance, score, mask and ``valid`` on the original image grid.
+    """
+    if device is not None:
+        model.to(device)
+    device = _model_device(model)
+    model.eval()
+    height, width = image.shape[:2]
+    mode = choose_mode(image.shape, model.input_size, mode)
+    if mode == "crop":
+        tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
+        relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool)
+        result = segment(relevance[0], method=segmenter, seed=seed)
+        score = placement.to_original(result.score).astype(np.float32)
+        relevance_map = placement.to_original(relevance[0]).astype(np.float32)
+        valid = placement.to_original(np.ones_like(result.score)) > 0.5
+        prob = float(probability[0])
+    else:
+        scale = max(1.0, model.input_size / min(height, width))
+        upscaled = (
+            cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+            if scale > 1.0
+            else image
+        )
+        batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
+        relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool)
+        stitched = stitch(relevance, origins, upscaled.shape[:2], model.input_size)
+        result = segment(stitched, method=segmenter, seed=seed)
+        score = _to_grid(result.score, height, width)
+        relevance_map = _to_grid(stitched, height, width)
+        valid = np.ones((height, width), dtype=bool)
+        prob = float(probability.max())
+    full = SegmentationResult(
+        score=score,
+        threshold=result.threshold,
+        mask=score >= result.threshold,
+        params=result.params,
+        method=result.method,
+    )
+    return Analysis(
+        probability=prob,
+        relevance=relevance_map,
+        segmentation=full,
+        valid=valid,
+        rule_set=rule_set,
+        segmenter=segmenter,
+        maxpool=maxpool,
+        mode=mode,
+    )
+
+
+def segment_folder(
+    paths: Sequence[Path],
+    model: VGGA,
+    *,
+    rule_set: str = "ours",
+    segmenter: str = "bmm",
+    maxpool: str = "wta",
+    mode: str = "auto",
+    device: torch.device | None = None,
+    progress: Callable[[int, int, Path], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[Outcome]:
+    """Analyse many files; a file that cannot be read or processed yields an :class:`Outcome` with an error.
+
+    The batch never aborts for one file. ``progress(done, total, path)`` is called after each file.
+    """
+    if device is not None:
+        model.to(device)
+    total = len(paths)
+    for done, path in enumerate(paths, start=1):
+        check(cancel)
+        path = Path(path)
+        try:
+            outcome = Outcome(
+                path, analysis=analyse(model, read_image(path), rule_set, segmenter, maxpool, mode)
+            )
+        except ImageReadError as error:
+            outcome = Outcome(path, error=str(error))
+        except (ValueError, RuntimeError, MemoryError) as error:
+            outcome = Outcome(path, error=f"{path}: {type(error).__name__}: {error}")
+        if progress:
+            progress(done, total, path)
+        yield outcome

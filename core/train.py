@@ -1,0 +1,313 @@
+"""Fine-tune a VGG-A classifier from image-level labels (paper §3.2.1).
+
+Class-balanced cross-entropy, the paper's augmentation (random crop + horizontal/vertical flips, images below
+the input size upscaled first) and learning rates (1e-3 for the fully connected layers, 1e-4 for the
+convolutions), early stopping on validation balanced accuracy, seeded. Progress is reported per step through
+one callback shape that the command line and the GUI share; a :class:`~core.cancel.CancelToken` stops the run
+between steps. :func:`train_to_checkpoint` writes the model only when training succeeds, so a cancelled or
+failed run leaves the previous model in place.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from core import __version__
+from core.cancel import CancelToken, check
+from core.checkpoint import save_checkpoint
+from core.device import describe_device, resolve_device
+from core.images import read_image
+from core.labels import DAMAGED, UNDAMAGED
+from core.metrics import classification_metrics
+from core.models import VGGA, build_vgg_a, load_imagenet_conv_weights
+from core.preprocess import prepare_eval, prepare_train
+
+CLASS_NAMES = (UNDAMAGED, DAMAGED)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored in the checkpoint's training summary."""
+
+    head: str = "128n"
+    width: float = 1.0
+    input_size: int = 224
+    epochs: int = 30
+    batch_size: int = 16
+    lr_fc: float = 1e-3
+    lr_conv: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    val_fraction: float = 0.2
+    patience: int = 8
+    seed: int = 0
+    device: str = "auto"
+    imagenet_weights: str | None = None
+
+
+@dataclass
+class TrainProgress:
+    """One training step (or the end of an epoch, where ``val_balanced_accuracy`` is set)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    val_balanced_accuracy: float | None = None
+    message: str = ""
+
+
+@dataclass
+class TrainResult:
+    """The trained model (eval mode, best validation epoch) and its training summary."""
+
+    model: VGGA
+    summary: dict = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[TrainProgress], None]
+
+
+def label_to_target(label: str) -> int:
+    """Map ``"damaged"`` to 1 and ``"undamaged"`` to 0; raise ``ValueError`` otherwise."""
+    if label == DAMAGED:
+        return 1
+    if label == UNDAMAGED:
+        return 0
+    raise ValueError(f"unknown label {label!r}; expected {DAMAGED!r} or {UNDAMAGED!r}")
+
+
+def stratified_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into train and validation sets keeping class proportions.
+
+    Each class gives ``round(fraction * n)`` images to validation, at least one where the class has three or
+    more images, so early stopping always sees both classes when it can.
+    """
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == cls))
+        n_val = int(round(fraction * len(idx)))
+        if fraction > 0 and n_val == 0 and len(idx) >= 3:
+            n_val = 1
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+
+
+def data_hash(paths: Sequence[Path], targets: Sequence[int]) -> str:
+    """SHA-256 over file names, sizes and labels: identifies the training data cheaply."""
+    digest = hashlib.sha256()
+    for path, target in sorted(zip((str(p) for p in paths), targets, strict=True)):
+        size = Path(path).stat().st_size if Path(path).exists() else -1
+        digest.update(f"{Path(path).name}\0{size}\0{target}\n".encode())
+    return digest.hexdigest()
+
+
+def predict_probabilities(
+    model: nn.Module, batch: torch.Tensor, device: torch.device, batch_size: int = 32
+) -> np.ndarray:
+    """P(damaged) for a stack of normalised images, evaluated in chunks without gradients."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(batch), batch_size):
+            logits = model(batch[start : start + batch_size].to(device))
+            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _optimizer(model: VGGA, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = [
+        {"params": model.features.parameters(), "lr": config.lr_conv},
+        {"params": model.classifier.parameters(), "lr": config.lr_fc},
+    ]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
+
+
+def fit(
+    train_images: Sequence[np.ndarray],
+    train_targets: np.ndarray,
+    val_images: Sequence[np.ndarray],
+    val_targets: np.ndarray,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train on decoded images; keep the weights of the best validation epoch.
+
+    Parameters
+    ----------
+    train_images, val_images
+        Decoded images as :func:`core.images.read_image` returns them.
+    train_targets, val_targets
+        0 (undamaged) or 1 (damaged) per image. Without validation images the last epoch is kept.
+    config
+        The run's settings.
+    progress
+        Called after every step and at the end of every epoch.
+    cancel
+        Checked between steps; :class:`~core.cancel.Cancelled` propagates to the caller.
+    """
+    started = time.perf_counter()
+    train_targets = np.asarray(train_targets, dtype=int)
+    val_targets = np.asarray(val_targets, dtype=int)
+    if len(train_images) == 0:
+        raise ValueError("no training images")
+    counts = np.bincount(train_targets, minlength=2)
+    if np.any(counts == 0):
+        raise ValueError(
+            f"training needs both classes; got {counts[0]} undamaged and {counts[1]} damaged images"
+        )
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
+    model.class_names = CLASS_NAMES
+    if config.imagenet_weights:
+        load_imagenet_conv_weights(
+            model, None if config.imagenet_weights == "auto" else config.imagenet_weights
+        )
+    model.to(device)
+    optimizer = _optimizer(model, config)
+    class_weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    mean, std = model.mean, model.std
+    val_batch = (
+        torch.stack([prepare_eval(img, config.input_size, mean, std)[0] for img in val_images])
+        if len(val_images)
+        else None
+    )
+
+    steps = int(np.ceil(len(train_images) / config.batch_size))
+    best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None}
+    best_state = copy.deepcopy(model.state_dict())
+    history = []
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(len(train_images))
+        epoch_loss = 0.0
+        for step in range(steps):
+            check(cancel)
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = torch.stack([prepare_train(train_images[i], config.input_size, mean, std, rng) for i in idx])
+            y = torch.as_tensor(train_targets[idx], device=device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x.to(device)), y)
+            loss.backward()
+            optimizer.step()
+            epoch_loss += float(loss) * len(idx)
+            if progress:
+                progress(TrainProgress(epoch, config.epochs, step + 1, steps, float(loss)))
+        epoch_loss /= len(train_images)
+        record = {"epoch": epoch, "loss": epoch_loss}
+        if val_batch is not None:
+            check(cancel)
+            predicted = (predict_probabilities(model, val_batch, device) >= 0.5).astype(int)
+            record.update(classification_metrics(val_targets, predicted))
+            if record["balanced_accuracy"] > best["balanced_accuracy"]:
+                best = {"epoch": epoch, **{k: record[k] for k in ("balanced_accuracy", "tpr", "tnr")}}
+                best_state = copy.deepcopy(model.state_dict())
+                stale = 0
+            else:
+                stale += 1
+        else:
+            best_state = copy.deepcopy(model.state_dict())
+            best["epoch"] = epoch
+        history.append(record)
+        if progress:
+            progress(
+                TrainProgress(
+                    epoch,
+                    config.epochs,
+                    steps,
+                    steps,
+                    epoch_loss,
+                    record.get("balanced_accuracy"),
+                    f"epoch {epoch} done",
+                )
+            )
+        if val_batch is not None and stale >= config.patience:
+            break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    summary = {
+        "config": asdict(config),
+        "n_train": len(train_images),
+        "n_val": len(val_images),
+        "train_class_counts": {"undamaged": int(counts[0]), "damaged": int(counts[1])},
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "val_balanced_accuracy": best["balanced_accuracy"] if val_batch is not None else None,
+        "val_tpr": best["tpr"],
+        "val_tnr": best["tnr"],
+        "history": history,
+        "device": describe_device(device),
+        "seconds": round(time.perf_counter() - started, 2),
+        "lrpseg_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    return TrainResult(model=model, summary=summary)
+
+
+def train_classifier(
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Read labelled images, split them (stratified) into train and validation, and :func:`fit`.
+
+    Unreadable images raise :class:`core.images.ImageReadError`; callers that want to skip them filter first
+    (:func:`core.images.scan_folder`).
+    """
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} images but {len(labels)} labels")
+    targets = np.array([label_to_target(label) for label in labels], dtype=int)
+    images = []
+    for path in paths:
+        check(cancel)
+        images.append(read_image(path))
+    train_idx, val_idx = stratified_split(targets, config.val_fraction, config.seed)
+    result = fit(
+        [images[i] for i in train_idx],
+        targets[train_idx],
+        [images[i] for i in val_idx],
+        targets[val_idx],
+        config,
+        progress,
+        cancel,
+    )
+    result.summary["data_hash"] = data_hash(paths, targets)
+    return result
+
+
+def train_to_checkpoint(
+    paths: Sequence[Path],
+    labels: Sequence[str],
+    config: TrainConfig,
+    out_path: Path,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train and write the checkpoint to ``out_path`` atomically, only when training succeeds."""
+    result = train_classifier(paths, labels, config, progress, cancel)
+    save_checkpoint(Path(out_path), result.model, training=result.summary)
+    return result

@@ -1,0 +1,63 @@
+import json
+
+import numpy as np
+import pytest
+
+from core.evaluate import read_mask
+from core.export import COCO_NAME, PROVENANCE_NAME, REPORT_NAME, Exporter, rle_decode, rle_encode
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (32, 17)])
+def test_rle_round_trip(shape):
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.1, 0.9, 1.0):
+        mask = rng.random(shape) < density
+        rle = rle_encode(mask)
+        assert sum(rle["counts"]) == mask.size
+        np.testing.assert_array_equal(rle_decode(rle), mask)
+
+
+def test_rle_is_column_major_starting_with_zeros():
+    mask = np.array([[1, 0], [1, 1]], dtype=bool)
+    assert rle_encode(mask)["counts"] == [0, 2, 1, 1]
+
+
+def test_exporter_writes_masks_scores_reports(tmp_path):
+    mask = np.zeros((10, 12), dtype=bool)
+    mask[2:5, 3:9] = True
+    score = np.where(mask, 0.9, 0.1).astype(np.float32)
+    exporter = Exporter(tmp_path, provenance={"rule_set": "ours"}, write_coco=True)
+    exporter.add(tmp_path / "in" / "a.png", mask, score, probability=0.8, threshold=0.5)
+    exporter.add(tmp_path / "in" / "bad.png", error="bad.png: truncated")
+    summary = exporter.finish()
+    assert summary == {"images": 2, "masks_written": 1, "errors": 1, "kept_existing": 0}
+    np.testing.assert_array_equal(read_mask(tmp_path / "a.png"), mask)
+    np.testing.assert_allclose(np.load(tmp_path / "scores" / "a.npy"), score, atol=1e-3)
+    provenance = json.loads((tmp_path / PROVENANCE_NAME).read_text())
+    assert provenance["rule_set"] == "ours" and provenance["lrpseg_version"]
+    report = json.loads((tmp_path / REPORT_NAME).read_text())
+    assert report["images"][1]["error"] == "bad.png: truncated"
+    coco = json.loads((tmp_path / COCO_NAME).read_text())
+    np.testing.assert_array_equal(rle_decode(coco["annotations"][0]["segmentation"]), mask)
+    assert coco["annotations"][0]["bbox"] == [3, 2, 6, 3]
+
+
+def test_existing_masks_are_kept_unless_overwrite(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"user's precious mask")
+    mask = np.ones((4, 4), dtype=bool)
+    exporter = Exporter(tmp_path, write_scores=False)
+    record = exporter.add(tmp_path / "a.png", mask, probability=0.9)
+    exporter.finish()
+    assert record.kept_existing == ["a.png"] and record.mask is None
+    assert (tmp_path / "a.png").read_bytes() == b"user's precious mask"
+    Exporter(tmp_path, overwrite=True, write_scores=False).add(tmp_path / "a.png", mask, probability=0.9)
+    assert read_mask(tmp_path / "a.png").all()
+
+
+def test_same_stem_in_two_folders_gets_two_files(tmp_path):
+    exporter = Exporter(tmp_path / "out", write_scores=False)
+    first = exporter.add(tmp_path / "damaged" / "x.png", np.ones((3, 3), bool), probability=0.9)
+    second = exporter.add(tmp_path / "undamaged" / "x.png", np.zeros((3, 3), bool), probability=0.1)
+    assert first.mask != second.mask
+    assert read_mask(tmp_path / "out" / first.mask).all()
+    assert not read_mask(tmp_path / "out" / second.mask).any()
