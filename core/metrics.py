@@ -152,7 +152,7 @@ def score_histograms(scores, truths, bins: int = DEFAULT_BINS) -> tuple[np.ndarr
     truths : np.ndarray or iterable of np.ndarray
         Ground-truth masks of the same shapes.
     bins : int
-        Number of thresholds ``linspace(0, 1, bins)``; bin j holds scores in [t_j, t_{j+1}) (the last: = 1).
+        Number of thresholds ``t_j = j / (bins - 1)``; bin j holds scores in [t_j, t_{j+1}) (the last: = 1).
 
     Returns
     -------
@@ -161,7 +161,7 @@ def score_histograms(scores, truths, bins: int = DEFAULT_BINS) -> tuple[np.ndarr
     """
     if bins < 2:
         raise ValueError(f"bins must be at least 2, got {bins}")
-    thresholds = np.linspace(0.0, 1.0, bins)
+    thresholds = np.arange(bins) / (bins - 1)  # exactly j / (bins - 1): scores k / (bins - 1) hit an edge
     positives = np.zeros(bins, dtype=np.int64)
     negatives = np.zeros(bins, dtype=np.int64)
     for i, (score, truth) in enumerate(_pairs(scores, truths)):
@@ -184,7 +184,7 @@ def pr_curve(scores, truths, bins: int | None = DEFAULT_BINS) -> tuple[np.ndarra
     truths : np.ndarray or iterable of np.ndarray
         Ground-truth masks of the same shapes (at least one damage pixel in total).
     bins : int or None
-        Thresholds on the grid ``linspace(0, 1, bins)`` from per-image histograms (memory O(bins)); None:
+        Thresholds on the grid ``j / (bins - 1)`` from per-image histograms (memory O(bins)); None:
         the exact curve from ``sklearn.metrics.precision_recall_curve`` on the concatenated pixels. Both
         agree exactly when every score lies on the grid.
 
@@ -352,7 +352,10 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], no_skill
     """
     width, height = size
     img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 40 if title else 20, 55
+    show_no_skill = no_skill is not None and bool(np.isfinite(no_skill))
+    names = ([f"no skill ({no_skill:.3g})"] if show_no_skill else []) + list(curves)
+    legend_w = max((cv2.getTextSize(name, _FONT, 0.45, 1)[0][0] for name in names), default=0) + 45
+    left, right, top, bottom = 70, legend_w + 15, 40 if title else 20, 55
     x0, x1, y0, y1 = left, width - right, top, height - bottom
 
     def to_px(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -374,7 +377,7 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], no_skill
         _text(img, title, (width // 2, 18), scale=0.55, anchor="center")
 
     legend: list[tuple[str, tuple[int, int, int], bool]] = []
-    if no_skill is not None and np.isfinite(no_skill):
+    if show_no_skill:
         py = int(round(y1 - min(max(no_skill, 0.0), 1.0) * (y1 - y0)))
         for xs in range(x0, x1, 12):
             cv2.line(img, (xs, py), (min(xs + 6, x1), py), (0, 0, 0), 1, cv2.LINE_AA)
@@ -386,9 +389,9 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], no_skill
             cv2.polylines(img, [pts[:, None, :]], False, color, 2, cv2.LINE_AA)
         legend.append((name, color, False))
 
-    ly = y0 + 14
+    lx = x1 + 15
+    ly = y0 + 8
     for name, color, dashed in legend:
-        lx = x1 - 190
         if dashed:
             cv2.line(img, (lx, ly), (lx + 8, ly), color, 1)
             cv2.line(img, (lx + 14, ly), (lx + 22, ly), color, 1)
