@@ -211,9 +211,9 @@ def fit(
             loss = loss_fn(model(x.to(device)), y)
             loss.backward()
             optimizer.step()
-            epoch_loss += float(loss) * len(idx)
+            epoch_loss += loss.item() * len(idx)
             if progress:
-                progress(TrainProgress(epoch, config.epochs, step + 1, steps, float(loss)))
+                progress(TrainProgress(epoch, config.epochs, step + 1, steps, loss.item()))
         epoch_loss /= len(train_images)
         record = {"epoch": epoch, "loss": epoch_loss}
         if val_batch is not None:

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from core.cancel import Cancelled, CancelToken
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.demo import make_sample
+from core.models import build_vgg_a
+from core.train import TrainConfig, fit, stratified_split, train_to_checkpoint
+
+TINY = dict(head="onefc", width=0.125, input_size=32, epochs=2, batch_size=4, device="cpu")
+
+
+def _images(n, size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    images, targets = [], []
+    for i in range(n):
+        damaged = i % 2 == 1
+        images.append(make_sample(rng, size, damaged)[0])
+        targets.append(int(damaged))
+    return images, np.array(targets)
+
+
+def test_stratified_split_keeps_proportions_and_is_disjoint():
+    targets = np.array([0] * 30 + [1] * 10)
+    train, val = stratified_split(targets, 0.2, seed=3)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == 40
+    assert (targets[val] == 0).sum() == 6 and (targets[val] == 1).sum() == 2
+
+
+def test_fit_reports_progress_and_summary():
+    images, targets = _images(8)
+    seen = []
+    result = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY), progress=seen.append)
+    steps = [p for p in seen if not p.message]
+    epochs = [p for p in seen if p.message]
+    assert len(steps) == 2 * 2 and len(epochs) == 2
+    assert all(p.val_balanced_accuracy is not None for p in epochs)
+    summary = result.summary
+    assert summary["epochs_run"] == 2 and summary["n_train"] == 6 and summary["n_val"] == 2
+    assert 1 <= summary["best_epoch"] <= 2 and summary["val_balanced_accuracy"] is not None
+    assert not result.model.training
+
+
+def test_fit_is_deterministic_for_a_seed():
+    images, targets = _images(6)
+    first = fit(images, targets, [], [], TrainConfig(**TINY)).model.state_dict()
+    second = fit(images, targets, [], [], TrainConfig(**TINY)).model.state_dict()
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), name
+
+
+def test_fit_needs_both_classes():
+    images, _ = _images(4)
+    with pytest.raises(ValueError, match="both classes"):
+        fit(images, np.zeros(4, int), [], [], TrainConfig(**TINY))
+
+
+def test_cancel_keeps_the_previous_model(tmp_path):
+    images, targets = _images(6)
+    paths = []
+    import cv2
+
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"img{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    labels = ["damaged" if t else "undamaged" for t in targets]
+    model_path = tmp_path / "model.safetensors"
+    previous = build_vgg_a("onefc", width=0.125, input_size=32)
+    save_checkpoint(model_path, previous)
+    before = model_path.read_bytes()
+    token = CancelToken()
+
+    def cancel_after_first_step(progress):
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        train_to_checkpoint(paths, labels, TrainConfig(**TINY), model_path, cancel_after_first_step, token)
+    assert model_path.read_bytes() == before
+    load_checkpoint(model_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".png") == ["model.safetensors"]
