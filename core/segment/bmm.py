@@ -161,7 +161,10 @@ def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4, rebalance: bo
             w1 = expit(log_ratio + prior + np.log(s0 / s1))
         pi0, pi1 = s0 / n, s1 / n
         yb = ys[band]
-        w1_sum, w1_y, w1_yy = float(w1.sum()), float(w1 @ yb), float(w1 @ (yb * yb))
+        # einsum, not BLAS dot: threaded BLAS stalls for milliseconds per call on a busy CPU.
+        w1_y = w1 * yb
+        w1_sum, w1_yy = float(w1.sum()), float(np.einsum("i,i", w1_y, yb))
+        w1_y = float(w1_y.sum())
         n1, t1, q1 = (n - hi) + w1_sum, csum[n] - csum[hi] + w1_y, csum_sq[n] - csum_sq[hi] + w1_yy
         n0, t0, q0 = hi - w1_sum, csum[hi] - w1_y, csum_sq[hi] - w1_yy
         new = (*beta_from_moments(*_moments(max(n0, _TINY), t0, q0)),

@@ -24,7 +24,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
@@ -50,16 +49,15 @@ _EPS10 = 10.0 * np.finfo(np.float64).eps
 def _kmeans_labels(x: np.ndarray, seed: int, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
     """Labels of sklearn's ``KMeans(n_clusters=3, n_init=1, random_state=RandomState(seed)).fit(x)``.
 
-    The same steps in 1-D numpy: centre the data, k-means++ seeding by sklearn's ``kmeans_plusplus`` with the
-    same random stream, Lloyd iterations until the labels stop changing or the squared centre shift is at
+    The same steps in 1-D numpy: centre the data, sklearn's k-means++ seeding with the same random stream
+    (``_kmeans_plusplus``), Lloyd iterations until the labels stop changing or the squared centre shift is at
     most ``tol`` times the data variance, then a final assignment. sklearn's own Lloyd took 15-30 ms at 224²
     (per-chunk BLAS and thread start-up for a 1-D problem); this takes about 3 ms. Labels can differ only for
     values equidistant from two centres up to rounding, or when a cluster empties (sklearn relocates it,
     this keeps its centre).
     """
     xc = x - x.mean()
-    centers, _ = kmeans_plusplus(xc[:, None], N_COMPONENTS, random_state=np.random.RandomState(seed))
-    centers = centers.ravel()
+    centers = _kmeans_plusplus(xc, N_COMPONENTS, np.random.RandomState(seed))
     tol_abs = float(xc.var()) * tol
     previous = None
     for _ in range(max_iter):
@@ -77,6 +75,32 @@ def _kmeans_labels(x: np.ndarray, seed: int, max_iter: int = 300, tol: float = 1
     return _nearest(xc, centers)
 
 
+def _kmeans_plusplus(x: np.ndarray, n_clusters: int, random_state: np.random.RandomState) -> np.ndarray:
+    """sklearn's greedy k-means++ seeding (``sklearn.cluster.kmeans_plusplus``) for 1-D values, same draws.
+
+    Squared distances are ``(x - c)^2`` rather than sklearn's ``x^2 - 2xc + c^2``, which can only matter when
+    a random draw falls within rounding of a cumulative-sum boundary.
+    """
+    n = x.size
+    n_local_trials = 2 + int(np.log(n_clusters))
+    first = random_state.choice(n, p=np.full(n, 1.0 / n))
+    centers = np.empty(n_clusters)
+    centers[0] = x[first]
+    closest = np.square(x - x[first])
+    potential = closest.sum()
+    for c in range(1, n_clusters):
+        draws = random_state.uniform(size=n_local_trials) * potential
+        candidates = np.minimum(np.searchsorted(np.cumsum(closest), draws), n - 1)
+        dist = np.square(x - x[candidates][:, None])
+        np.minimum(closest, dist, out=dist)
+        potentials = dist.sum(axis=1)
+        best = int(np.argmin(potentials))
+        potential = potentials[best]
+        closest = dist[best]
+        centers[c] = x[candidates[best]]
+    return centers
+
+
 def _nearest(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Index of the nearest centre for 1-D values: two comparisons against the midpoints of sorted centres."""
     order = np.argsort(centers, kind="stable")
@@ -86,17 +110,17 @@ def _nearest(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return order[slot]
 
 
-def _gaussian_parameters(moments: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sklearn's ``_estimate_gaussian_parameters`` for 1-D data; resp (K, N), moments (N, 3) = [1, x, x^2].
+def _gaussian_parameters(x: np.ndarray, x2: np.ndarray,
+                         resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn's ``_estimate_gaussian_parameters`` for 1-D data x (x2 = x^2) and resp (K, N).
 
     The variance comes from raw moments, sum r x^2 / n - mean^2: on values in [-1, 1] with variances of at
-    least ``REG_COVAR`` the cancellation costs at most ~1e-10 relative, and one (K, N) @ (N, 3) product
-    replaces three passes.
+    least ``REG_COVAR`` the cancellation costs at most ~1e-10 relative and saves a pass per component.
+    einsum rather than BLAS products: threaded BLAS stalls for milliseconds per call on a busy CPU.
     """
-    sums = resp @ moments
-    nk = sums[:, 0] + _EPS10
-    means = sums[:, 1] / nk
-    variances = np.maximum(sums[:, 2] / nk - means * means, 0.0) + REG_COVAR
+    nk = resp.sum(axis=1) + _EPS10
+    means = np.einsum("kn,n->k", resp, x) / nk
+    variances = np.maximum(np.einsum("kn,n->k", resp, x2) / nk - means * means, 0.0) + REG_COVAR
     return nk, means, variances
 
 
@@ -122,7 +146,7 @@ def _log_resp(x: np.ndarray, weights: np.ndarray, means: np.ndarray,
     top = lp.max(axis=0)
     is_top = lp == top
     shifted = np.exp(lp - top)
-    shifted[is_top] = 0.0
+    np.copyto(shifted, 0.0, where=is_top)
     n_top = is_top.sum(axis=0)
     log_norm = np.log1p(shifted.sum(axis=0) / n_top)
     if n_top.max() > 1:
@@ -154,8 +178,8 @@ def fit_gmm(x: np.ndarray, seed: int = 0, tol: float = 1e-3, max_iter: int = 100
     """
     labels = _kmeans_labels(x, seed)
     resp = (labels == np.arange(N_COMPONENTS)[:, None]).astype(np.float64)
-    moments = np.stack([np.ones_like(x), x, x * x], axis=1)
-    weights, means, variances = _gaussian_parameters(moments, resp)
+    x2 = x * x
+    weights, means, variances = _gaussian_parameters(x, x2, resp)
     weights /= x.size
     lower_bound = -np.inf
     converged = False
@@ -170,7 +194,7 @@ def fit_gmm(x: np.ndarray, seed: int = 0, tol: float = 1e-3, max_iter: int = 100
         np.exp(resp, out=resp)
         total = resp.sum(axis=0)
         resp /= total
-        weights, means, variances = _gaussian_parameters(moments, resp)
+        weights, means, variances = _gaussian_parameters(x, x2, resp)
         weights /= weights.sum()
         lower_bound = float(np.mean(top + np.log(total)))
         if abs(lower_bound - previous) < tol:
