@@ -34,6 +34,13 @@ def _as_list(arrays: np.ndarray | Iterable[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(a) for a in arrays]
 
 
+def _as_mask(mask: np.ndarray, what: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype.kind == "f" and np.any((mask != 0) & (mask != 1)):
+        raise ValueError(f"{what} mask holds values other than 0 and 1; threshold score maps first")
+    return mask.astype(bool, copy=False)
+
+
 def _pairs(preds, truths) -> list[tuple[np.ndarray, np.ndarray]]:
     preds, truths = _as_list(preds), _as_list(truths)
     if len(preds) != len(truths):
@@ -41,7 +48,7 @@ def _pairs(preds, truths) -> list[tuple[np.ndarray, np.ndarray]]:
     for i, (p, t) in enumerate(zip(preds, truths, strict=True)):
         if p.shape != t.shape:
             raise ValueError(f"image {i}: prediction shape {p.shape} != ground-truth shape {t.shape}")
-    return list(zip(preds, [np.asarray(t, dtype=bool) for t in truths], strict=True))
+    return list(zip(preds, [_as_mask(t, "ground truth") for t in truths], strict=True))
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,12 @@ class SegmentationCounts:
 
     @classmethod
     def from_masks(cls, pred: np.ndarray, truth: np.ndarray) -> SegmentationCounts:
-        """Count one predicted mask against its ground truth (same shape, truthy = damage)."""
-        pred = np.asarray(pred, dtype=bool)
-        truth = np.asarray(truth, dtype=bool)
+        """Count one predicted mask against its ground truth (same shape, truthy = damage).
+
+        Masks may be bool or integer (e.g. 0/255 PNGs); float arrays must hold only 0 and 1, so that a
+        score map passed by mistake raises ``ValueError`` instead of counting as all damage.
+        """
+        pred, truth = _as_mask(pred, "prediction"), _as_mask(truth, "ground truth")
         if pred.shape != truth.shape:
             raise ValueError(f"prediction shape {pred.shape} != ground-truth shape {truth.shape}")
         tp = int(np.count_nonzero(pred & truth))

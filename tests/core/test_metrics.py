@@ -87,6 +87,15 @@ def test_undefined_ratios_are_nan_and_left_out_of_means():
     assert m["iou"] == 0.0 and m["precision"] == 0.0 and np.isnan(m["recall"])
 
 
+def test_masks_may_be_integer_but_not_score_maps():
+    truth = np.zeros((4, 4), np.uint8)
+    truth[1, 1] = 255
+    assert segmentation_metrics([truth.astype(bool)], [truth])["iou"] == 1.0
+    assert segmentation_metrics([np.where(truth, 1.0, 0.0)], [truth])["iou"] == 1.0
+    with pytest.raises(ValueError, match="0 and 1"):
+        segmentation_metrics([np.full((4, 4), 0.3)], [truth])
+
+
 def test_shape_mismatches_raise():
     with pytest.raises(ValueError, match="shape"):
         segmentation_metrics([np.zeros((3, 3), bool)], [np.zeros((3, 4), bool)])
