@@ -24,6 +24,7 @@ import numpy as np
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy"]
 
 _UMASK: int | None = None
+_TMP_NAME_BYTES = 100
 
 
 def _umask() -> int:
@@ -42,6 +43,14 @@ def _umask() -> int:
             _UMASK = os.umask(0o022)
             os.umask(_UMASK)
     return _UMASK
+
+
+def _short(name: str, max_bytes: int = _TMP_NAME_BYTES) -> str:
+    """``name`` cut to at most ``max_bytes`` in the file-system encoding: file names are limited to 255
+    bytes, and the temporary file adds a dot, a random part and ``.tmp`` to the destination's name."""
+    while len(os.fsencode(name)) > max_bytes:
+        name = name[:-1]
+    return name
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -92,7 +101,7 @@ def atomic_open(
     folder = path.parent if str(path.parent) else Path(".")
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} exists and overwrite=False")
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{_short(path.name)}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         if mode == "w":

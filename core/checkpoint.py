@@ -119,6 +119,16 @@ def _check_meta(path: Path, meta: dict) -> None:
         raise CheckpointError(f"{path}: unknown head {meta['head']!r}")
 
 
+def _described(meta: dict) -> str:
+    return f"head {meta['head']!r}, width {meta['width']}, input size {meta['input_size']}"
+
+
+def _few(keys: list[str], limit: int = 3) -> str:
+    if not keys:
+        return "none"
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[VGGA, dict]:
@@ -161,17 +171,29 @@ def load_checkpoint(
         )
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: checkpoint describes an invalid model ({error})") from None
+    except RuntimeError as error:  # e.g. an absurd input_size: the described model does not fit in memory
+        raise CheckpointError(
+            f"{path}: cannot build the model the checkpoint describes ({_described(meta)}): "
+            f"{(str(error).strip().splitlines() or [type(error).__name__])[-1][:200]}"
+        ) from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: tensors do not match the described model (missing: {missing or 'none'}; "
-            f"unexpected: {unexpected or 'none'})"
+            f"{path}: the weights do not belong to the model its metadata describes ({_described(meta)}); "
+            f"another head or architecture? Missing tensors: {_few(missing)}; unexpected: {_few(unexpected)}"
         )
     wrong = [key for key, value in tensors.items() if value.shape != expected[key].shape]
     if wrong:
-        raise CheckpointError(f"{path}: tensors of the wrong shape for the described model: {wrong}")
+        first = wrong[0]
+        raise CheckpointError(
+            f"{path}: the weights have the wrong shape for the model its metadata describes "
+            f"({_described(meta)}); "
+            f"another width or input size? {first} is {tuple(tensors[first].shape)} in the file, "
+            f"{tuple(expected[first].shape)} expected"
+            + (f" ({len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else "")
+        )
     dtypes = {value.dtype for value in tensors.values()}
     if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
         raise CheckpointError(

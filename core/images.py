@@ -19,7 +19,9 @@ orientation is ignored on purpose: masks are delivered on the file's own pixel g
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +32,7 @@ import numpy as np
 __all__ = [
     "MAX_PIXELS",
     "SUPPORTED_SUFFIXES",
+    "UNSUPPORTED_SUFFIXES",
     "FolderScan",
     "ImageInfo",
     "ImageReadError",
@@ -45,6 +48,29 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", 
 #: Largest image (width × height) that :func:`read_image` decodes: 100 megapixels, i.e. up to 600 MB for a
 #: 16-bit RGB image. Larger files are refused from their header, before decoding.
 MAX_PIXELS: int = 100_000_000
+
+#: Suffixes of image formats lrpseg does not read: :func:`scan_folder` reports such files as problems
+#: instead of passing over them in silence.
+UNSUPPORTED_SUFFIXES: dict[str, str] = {
+    ".gif": "GIF",
+    ".webp": "WebP",
+    ".jp2": "JPEG 2000",
+    ".j2k": "JPEG 2000",
+    ".heic": "HEIC",
+    ".heif": "HEIF",
+    ".avif": "AVIF",
+    ".jxl": "JPEG XL",
+    ".pbm": "PNM",
+    ".pgm": "PNM",
+    ".ppm": "PNM",
+    ".pnm": "PNM",
+    ".exr": "OpenEXR",
+    ".hdr": "Radiance HDR",
+    ".psd": "Photoshop",
+    ".svg": "SVG",
+    ".dng": "camera raw (DNG)",
+}
+_READ_FORMATS = " (PNG, JPEG, BMP and TIFF are read)"
 
 _OTHER_FORMATS = {
     b"GIF87a": "GIF",
@@ -214,27 +240,57 @@ def _parse_header(data: bytes) -> ImageInfo:
         return ImageInfo("TIFF", *_tiff(data))
     for magic, name in _OTHER_FORMATS.items():
         if data.startswith(magic):
-            raise _Corrupt(f"unsupported format {name} (PNG, JPEG, BMP and TIFF are read)")
+            raise _Corrupt(f"unsupported format {name}{_READ_FORMATS}")
     if data[8:12] == b"WEBP" and data[:4] == b"RIFF":
-        raise _Corrupt("unsupported format WebP (PNG, JPEG, BMP and TIFF are read)")
+        raise _Corrupt(f"unsupported format WebP{_READ_FORMATS}")
     raise _Corrupt("not an image file (unknown format)")
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _read_bytes(path: Path) -> bytes:
-    if path.is_symlink() and not path.exists():
-        raise ImageReadError(path, f"broken symbolic link (to {os.readlink(path)})")
+def _link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (loop or missing target), or None."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a directory") from None
-    except PermissionError:
-        raise ImageReadError(path, "permission denied") from None
-    except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
+        os.stat(path)
     except OSError as error:
-        raise ImageReadError(path, error.strerror or str(error)) from None
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        if path.is_symlink():
+            return f"broken symbolic link (to {os.readlink(path)})"
+    return None
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (the link leads back to itself)"
+    return error.strerror or str(error)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_symlink() and (problem := _link_problem(path)):
+        raise ImageReadError(path, problem)
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer; it is refused below as not a file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as error:
+        raise ImageReadError(path, _os_reason(error)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageReadError(path, "is a directory")
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(path, "not a regular file (a pipe, socket or device)")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ImageReadError(path, _os_reason(error)) from None
+    finally:
+        os.close(fd)
     if not data:
         raise ImageReadError(path, "empty file (zero bytes)")
     return data
@@ -275,7 +331,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np
     ------
     ImageReadError
         With the file and the reason: empty, unknown format, truncated or corrupt, too many pixels,
-        unsupported sample type or channel layout, permission denied, is a directory, broken link.
+        unsupported sample type or channel layout, permission denied, is a directory, not a regular
+        file (a named pipe is refused without waiting for a writer), broken link, link loop.
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -333,7 +390,8 @@ def scan_folder(folder: str | os.PathLike[str], recursive: bool = True) -> Folde
     -------
     FolderScan
         ``images``: sorted by relative path, each ``folder / relative path``; ``problems``: ``(path, reason)``
-        for candidates that cannot be read at all (broken links, non-regular files) and unreadable folders.
+        for candidates that cannot be read at all (broken links, link loops, non-regular files), files of an
+        unsupported image format (:data:`UNSUPPORTED_SUFFIXES`) and unreadable folders.
 
     Raises
     ------
@@ -365,13 +423,16 @@ def scan_folder(folder: str | os.PathLike[str], recursive: bool = True) -> Folde
                 keep.append(name)
         dirnames[:] = keep
         for name in filenames:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in SUPPORTED_SUFFIXES:
+            suffix = os.path.splitext(name)[1].lower()
+            if name.startswith(".") or not (suffix in SUPPORTED_SUFFIXES or suffix in UNSUPPORTED_SUFFIXES):
                 continue
             path = Path(dirpath, name)
-            if path.is_symlink() and not path.exists():
-                problems.append((path, "broken symbolic link"))
+            if path.is_symlink() and (problem := _link_problem(path)):
+                problems.append((path, problem.split(" (")[0]))
             elif not path.is_file():
                 problems.append((path, "not a regular file"))
+            elif suffix in UNSUPPORTED_SUFFIXES:
+                problems.append((path, f"unsupported format {UNSUPPORTED_SUFFIXES[suffix]}{_READ_FORMATS}"))
             else:
                 images.append((path.relative_to(root).as_posix(), path))
     images.sort(key=lambda item: item[0])
