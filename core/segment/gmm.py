@@ -59,19 +59,29 @@ def _kmeans_labels(x: np.ndarray, seed: int, max_iter: int = 300, tol: float = 1
     xc = x - x.mean()
     centers = _kmeans_plusplus(xc, N_COMPONENTS, np.random.RandomState(seed))
     tol_abs = float(xc.var()) * tol
+    total = float(xc.sum())
     previous = None
     for _ in range(max_iter):
-        labels = _nearest(xc, centers)
-        counts = np.bincount(labels, minlength=N_COMPONENTS)
-        sums = np.bincount(labels, weights=xc, minlength=N_COMPONENTS)
-        new = np.where(counts > 0, sums / np.maximum(counts, 1), centers)
+        # In 1-D the clusters are intervals: {x > m1} and {x > m2} for the midpoints m1 < m2 of the sorted
+        # centres. Equal counts mean equal sets, so "labels unchanged" needs no label array.
+        order = np.argsort(centers, kind="stable")
+        c = centers[order]
+        upper1, upper2 = xc > 0.5 * (c[0] + c[1]), xc > 0.5 * (c[1] + c[2])
+        n1, n2 = int(np.count_nonzero(upper1)), int(np.count_nonzero(upper2))
+        s1, s2 = float(xc.sum(where=upper1)), float(xc.sum(where=upper2))
+        counts = np.array([xc.size - n1, n1 - n2, n2], dtype=np.float64)
+        sums = np.array([total - s1, s1 - s2, s2])
+        new = centers.copy()
+        filled = counts > 0
+        new[order[filled]] = sums[filled] / counts[filled]
         shift = float(np.square(new - centers).sum())
         centers = new
-        if previous is not None and np.array_equal(labels, previous):
-            return labels
+        state = (order.tolist(), n1, n2)
+        if state == previous:
+            break
         if shift <= tol_abs:
             break
-        previous = labels
+        previous = state
     return _nearest(xc, centers)
 
 
@@ -83,7 +93,10 @@ def _kmeans_plusplus(x: np.ndarray, n_clusters: int, random_state: np.random.Ran
     """
     n = x.size
     n_local_trials = 2 + int(np.log(n_clusters))
-    first = random_state.choice(n, p=np.full(n, 1.0 / n))
+    # random_state.choice(n, p=uniform) without its checks of p: the same cumulative sum and draw.
+    cdf = np.full(n, 1.0 / n).cumsum()
+    cdf /= cdf[-1]
+    first = int(cdf.searchsorted(random_state.random_sample(), side="right"))
     centers = np.empty(n_clusters)
     centers[0] = x[first]
     closest = np.square(x - x[first])
