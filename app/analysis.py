@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, QThread, Signal
 
-from app.image_list import display_rgb8
+from app.thumbnails import display_rgb8
 from app.workers import track
 from core.images import ImageReadError, read_image
 from core.pipeline import Analysis, analyse, predict
@@ -62,7 +62,7 @@ class ModelHandle:
     def describe(self) -> str:
         """e.g. ``model-20250101-120000 (128n, width 0.125, 64 px)``."""
         model = self.model
-        return f"{self.model_id} ({model.head}, width {model.width:g}, {model.input_size} px)"
+        return f"{self.model_id} · {model.head} · width {model.width:g} · {model.input_size} px"
 
 
 def nbytes(value: Any) -> int:

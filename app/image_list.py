@@ -10,31 +10,22 @@ image in "unlabelled first" order does not make rows jump under the cursor.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
     QObject,
-    QRunnable,
     QSize,
     Qt,
-    QThreadPool,
-    Signal,
 )
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
-from app.workers import track
-from core.images import ImageReadError, read_image
+from app.thumbnails import THUMB_SIZE, ThumbnailLoader
 from core.labels import DAMAGED, UNDAMAGED
-from core.preprocess import to_float_rgb
 
-THUMB_SIZE = 48
 ROW_HEIGHT = THUMB_SIZE + 8
 
 SORT_MODES = {
@@ -51,155 +42,13 @@ FILTERS = {
     "disagree": "Label ≠ prediction",
     "unreadable": "Unreadable",
 }
-COLUMNS = ("Image", "Label", "Prediction", "Confidence")
+COLUMNS = ("Image", "Label", "Prediction")
+COLUMN_TIPS = (
+    "File name",
+    "Your label (D / U / Backspace)",
+    "The model's decision and its confidence max(P, 1 − P); ≠ where it disagrees with your label",
+)
 LABEL_COLOURS = {DAMAGED: QColor("#ff7b72"), UNDAMAGED: QColor("#7ee787"), None: QColor("#8b949e")}
-
-
-def display_rgb8(image: np.ndarray) -> np.ndarray:
-    """An image as contiguous (H, W, 3) uint8 RGB for display (gray replicated, 16 bit scaled)."""
-    return np.ascontiguousarray(np.round(to_float_rgb(image) * 255.0).astype(np.uint8))
-
-
-def rgb8_to_qimage(rgb: np.ndarray) -> QImage:
-    """Copy an (H, W, 3) uint8 array into a QImage that owns its memory."""
-    height, width = rgb.shape[:2]
-    return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-
-
-def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
-    """Decode ``path`` and shrink it to fit ``size`` x ``size`` (raises :class:`ImageReadError`)."""
-    import cv2
-
-    rgb = display_rgb8(read_image(path))
-    height, width = rgb.shape[:2]
-    scale = size / max(height, width)
-    if scale < 1:
-        rgb = cv2.resize(
-            rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-        )
-    return rgb8_to_qimage(np.ascontiguousarray(rgb))
-
-
-class _LoaderSignals(QObject):
-    loaded = Signal(str, QImage)
-    failed = Signal(str, str)
-
-
-class _ThumbnailTask(QRunnable):
-    def __init__(self, loader: ThumbnailLoader) -> None:
-        super().__init__()
-        self._loader = loader
-
-    def run(self) -> None:
-        rel = self._loader._next_request()
-        if rel is None:
-            return
-        try:
-            image = make_thumbnail(self._loader.root / rel, self._loader.size)
-        except ImageReadError as error:
-            self._loader.signals.failed.emit(rel, str(error))
-        except Exception as error:  # a broken file must never take the list down
-            self._loader.signals.failed.emit(rel, f"{rel}: {type(error).__name__}: {error}")
-        else:
-            self._loader.signals.loaded.emit(rel, image)
-
-
-class ThumbnailLoader(QObject):
-    """Decode thumbnails on a thread pool, newest request first, into a bounded LRU cache.
-
-    Parameters
-    ----------
-    root
-        Folder the relative paths are resolved against.
-    capacity
-        Thumbnails kept in memory.
-    max_pending
-        Requests kept waiting; older ones (rows scrolled past) are dropped.
-    """
-
-    loaded = Signal(str)
-    failed = Signal(str, str)
-
-    def __init__(
-        self,
-        root: Path,
-        capacity: int = 1500,
-        max_pending: int = 256,
-        threads: int = 2,
-        size: int = THUMB_SIZE,
-        parent: QObject | None = None,
-    ) -> None:
-        super().__init__(parent)
-        self.root = Path(root)
-        self.size = size
-        self.capacity = capacity
-        self._cache: OrderedDict[str, QImage] = OrderedDict()
-        self._pending: deque[str] = deque(maxlen=max_pending)
-        self._queued: set[str] = set()
-        self._lock = threading.Lock()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
-        self._pool.setObjectName("thumbnails")
-        track(self._pool)
-        self._closed = False
-        self.signals = _LoaderSignals()
-        self.signals.loaded.connect(self._on_loaded)
-        self.signals.failed.connect(self._on_failed)
-
-    def get(self, rel: str) -> QImage | None:
-        """The cached thumbnail of ``rel``, or ``None`` after queueing it for loading."""
-        image = self._cache.get(rel)
-        if image is not None:
-            self._cache.move_to_end(rel)
-            return image
-        self.request(rel)
-        return None
-
-    def request(self, rel: str) -> None:
-        """Queue ``rel`` for decoding unless it is cached or already queued."""
-        if self._closed or rel in self._cache:
-            return
-        with self._lock:
-            if rel in self._queued:
-                return
-            if len(self._pending) == self._pending.maxlen:
-                self._queued.discard(self._pending[0])
-            self._pending.append(rel)
-            self._queued.add(rel)
-        self._pool.start(_ThumbnailTask(self))
-
-    def _next_request(self) -> str | None:
-        with self._lock:
-            if self._closed or not self._pending:
-                return None
-            rel = self._pending.pop()
-            self._queued.discard(rel)
-            return rel
-
-    def _on_loaded(self, rel: str, image: QImage) -> None:
-        if self._closed:
-            return
-        self._cache[rel] = image
-        self._cache.move_to_end(rel)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
-        self.loaded.emit(rel)
-
-    def _on_failed(self, rel: str, message: str) -> None:
-        if not self._closed:
-            self.failed.emit(rel, message)
-
-    def cached_count(self) -> int:
-        """Thumbnails held in memory."""
-        return len(self._cache)
-
-    def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Drop pending requests and wait for the pool's threads; return whether they finished."""
-        self._closed = True
-        with self._lock:
-            self._pending.clear()
-            self._queued.clear()
-        return self._pool.waitForDone(timeout_ms)
 
 
 class ImageListModel(QAbstractTableModel):
@@ -341,7 +190,7 @@ class ImageListModel(QAbstractTableModel):
         if replace:
             self.probabilities = dict(probabilities)
             if self.order:
-                self.dataChanged.emit(self.index(0, 2), self.index(len(self.order) - 1, 3))
+                self.dataChanged.emit(self.index(0, 2), self.index(len(self.order) - 1, 2))
             return
         self.probabilities.update(probabilities)
         for rel in probabilities:
@@ -405,6 +254,8 @@ class ImageListModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMN_TIPS[section]
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
@@ -440,9 +291,9 @@ class ImageListModel(QAbstractTableModel):
             predicted = self._predicted_label(rel)
             if predicted is None:
                 return "—"
-            return f"{predicted}{' ≠' if self.disagrees(rel) else ''}"
-        p = self.probabilities.get(rel)
-        return "—" if p is None or rel in self.errors else f"{100 * max(p, 1 - p):.0f} %"
+            p = self.probabilities[rel]
+            return f"{'≠ ' if self.disagrees(rel) else ''}{predicted} {100 * max(p, 1 - p):.0f}%"
+        return ""
 
 
 class ImageListView(QTableView):
@@ -454,6 +305,7 @@ class ImageListView(QTableView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
         self.setShowGrid(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setWordWrap(False)
         self.setAlternatingRowColors(True)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -474,7 +326,7 @@ class ImageListView(QTableView):
         super().setModel(model)
         header = self.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((1, 86), (2, 96), (3, 76)):
+        for column, width in ((1, 100), (2, 126)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
             header.resizeSection(column, width)
 

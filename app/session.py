@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from app.analysis import ModelHandle
+from app.viewer import relevance_to_uint8, score_to_index
 from core.cancel import CancelToken
 from core.checkpoint import load_checkpoint
 from core.export import Exporter, file_sha256
@@ -228,6 +229,26 @@ def _explained_region(analysis) -> np.ndarray:
         return analysis.relevance
     rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
     return analysis.relevance[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+@dataclass
+class ViewData:
+    """What the window shows for one analysis, prepared on the worker thread so the GUI only assigns it."""
+
+    heatmap: np.ndarray
+    score_index: np.ndarray
+    distribution: Distribution
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory."""
+        return self.heatmap.nbytes + self.score_index.nbytes + self.distribution.nbytes
+
+
+def prepare_view(analysis) -> ViewData:
+    """The uint8 heatmap and score indices (:mod:`app.viewer`'s conversions) and the histograms."""
+    heatmap, _ = relevance_to_uint8(analysis.relevance, analysis.valid)
+    return ViewData(heatmap, score_to_index(analysis.segmentation.score), distribution(analysis))
 
 
 def distribution(analysis) -> Distribution:

@@ -118,6 +118,8 @@ class SidePanel(QWidget):
         form = QFormLayout(explain)
         self.rule_set = QComboBox()
         self.rule_set.addItems(list(rule_sets))
+        self.rule_set.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.rule_set.setMinimumContentsLength(12)
         self.rule_set.setToolTip("LRP rule set used to explain the 'damaged' decision")
         self.segmenter = QComboBox()
         self.segmenter.addItems(list(segmenters))
@@ -139,6 +141,8 @@ class SidePanel(QWidget):
         self.reset_button = QPushButton("Reset")
         self.reset_button.setToolTip("Back to the segmenter's default threshold (R)")
         self.default_label = QLabel("default —")
+        self.default_label.setWordWrap(True)
+        self.default_label.setMinimumWidth(40)
         self.default_label.setObjectName("Muted")
         row.addWidget(self.spin)
         row.addWidget(self.default_label, 1)
@@ -174,6 +178,7 @@ class SidePanel(QWidget):
         self._curves: list[pg.PlotDataItem] = []
         self.fit_title = QLabel("Mixture fit")
         self.fit_title.setObjectName("Muted")
+        self.fit_title.setWordWrap(True)
         self.histogram_note = QLabel("")
         self.histogram_note.setObjectName("Muted")
         self.histogram_note.setWordWrap(True)
@@ -267,7 +272,7 @@ class SidePanel(QWidget):
     @staticmethod
     def _plot(bottom: str, left: str) -> pg.PlotWidget:
         plot = pg.PlotWidget(background=None)
-        plot.setMinimumHeight(120)
+        plot.setFixedHeight(130)
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(False, False)
         plot.hideButtons()

@@ -154,14 +154,21 @@ class ImageViewer(pg.GraphicsView):
 
     # ----------------------------------------------------------------- overlays
     def set_relevance(self, relevance: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Show signed relevance on the image grid as a diverging heatmap (converted to uint8 once)."""
-        index, self.heatmap_scale = relevance_to_uint8(relevance, valid)
+        """Show signed relevance as a diverging heatmap: a float map is converted with
+        :func:`relevance_to_uint8`; a uint8 map is taken as already converted (e.g. on a worker thread)."""
+        if relevance.dtype == np.uint8:
+            index = relevance
+        else:
+            index, self.heatmap_scale = relevance_to_uint8(relevance, valid)
         self.heatmap_item.setImage(index, autoLevels=False, levels=None)
         self.heatmap_item.setVisible(self.heatmap_visible)
 
     def set_score(self, score: np.ndarray, threshold: float, enabled: bool = True) -> None:
-        """Show the mask of ``score >= threshold``; ``enabled=False`` keeps it empty (e.g. undamaged)."""
-        self._score_index = score_to_index(score)
+        """Show the mask of ``score >= threshold``; ``enabled=False`` keeps it empty (e.g. undamaged).
+
+        A float score in [0, 1] is converted with :func:`score_to_index`; a uint8 map is taken as converted.
+        """
+        self._score_index = score if score.dtype == np.uint8 else score_to_index(score)
         self.mask_enabled = enabled
         self.threshold = float(threshold)
         self._render_mask(new_image=True)

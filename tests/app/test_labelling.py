@@ -14,7 +14,7 @@ def test_opens_demo_folder_without_model(make_window, demo_folder, qtbot):
     assert model.rowCount() == 12
     assert window.current == model.rel_at(0)
     assert window.handle is None
-    assert window.train_action.isEnabled() and window.train_action.text() == "Train model"
+    assert window.train_action.isEnabled() and window.train_action.iconText() == "Train"
     assert "Train" in window.model_label.text()
     assert not window.export_action.isEnabled()
     qtbot.waitUntil(lambda: window.images.get(window.current) is not None, timeout=10000)
@@ -40,7 +40,8 @@ def test_label_keys_auto_advance_undo_redo(make_window, demo_folder, qtbot):
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.project.label(second) is None
     assert window.current == second  # undo shows the image it touched
-    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    ctrl_shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(view, Qt.Key.Key_Z, ctrl_shift)
     assert window.project.label(second) == UNDAMAGED
 
     window.select(first)
@@ -70,7 +71,7 @@ def test_sort_and_filter(make_window, demo_folder):
     assert model.visible_paths()[:4] == [rels[2], rels[1], rels[0], rels[3]]
     window.sort_combo.setCurrentIndex(window.sort_combo.findData("disagree"))
     assert model.visible_paths()[0] == rels[1]
-    assert model.data(model.index(0, 2)) == "damaged ≠"
+    assert model.data(model.index(0, 2)) == "≠ damaged 80%"
 
     window.filter_combo.setCurrentIndex(window.filter_combo.findData("unlabelled"))
     assert model.rowCount() == 9

@@ -7,6 +7,7 @@ import shutil
 
 import cv2
 import numpy as np
+
 from core.labels import labels_from_folders
 
 
@@ -39,7 +40,7 @@ def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, s
     models = list((demo_folder / ".lrpseg" / "models").glob("model-*.safetensors"))
     assert len(models) == 1 and window.project.model_path == models[0]
     assert window.handle.model.width == 0.125 and window.handle.model.input_size == 64
-    assert window.train_action.text() == "Retrain model" and window.export_action.isEnabled()
+    assert window.train_action.iconText() == "Retrain" and window.export_action.isEnabled()
     assert not window.progress.isVisible()
     # predictions for every image arrive in the background and are cached in the project
     qtbot.waitUntil(lambda: len(window.list_model.probabilities) == 12, timeout=30000)
@@ -52,11 +53,13 @@ def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoi
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     window.project.set_labels(labels_from_folders(demo_folder))
-    window.project.set_setting("train_config", {**slim_settings, "epochs": 50})
+    window.project.set_setting("train_config", {**slim_settings, "epochs": 50, "patience": 100})
     assert window.start_training()
     job = window.jobs.job("train")
-    with qtbot.waitSignal(job.progressed, timeout=30000):
-        pass
+    steps = []
+    job.progressed.connect(steps.append)
+    # (not qtbot.waitSignal on `progressed`: it disconnects while further cross-thread emissions are queued)
+    qtbot.waitUntil(lambda: len(steps) > 0, timeout=30000)
     with qtbot.waitSignal(job.cancelled, timeout=30000):
         window.cancel_job()
     assert window.handle.path == old and window.project.model_path == old

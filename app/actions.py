@@ -1,0 +1,140 @@
+"""Menus, toolbar and keyboard shortcuts of the main window, declared as one table.
+
+Every command is a :class:`QAction` with a window-wide shortcut, so the key works wherever the focus is (text
+fields keep their own keys: Backspace in the search box edits the text). Tooltips and menus show the keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QToolBar
+
+from core.labels import DAMAGED, UNDAMAGED
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One command: attribute name (``<name>_action`` on the window), text, key, slot factory, tip."""
+
+    name: str
+    text: str
+    key: str | QKeySequence.StandardKey | None
+    slot: Callable[[Any], Callable]
+    tip: str = ""
+    checkable: bool = False
+    checked: bool = False
+    toolbar_text: str = ""
+
+
+SPECS = (
+    ActionSpec("open", "&Open folder…", QKeySequence.StandardKey.Open, lambda w: w.choose_folder,
+               "Open a folder of images (its project lives in <folder>/.lrpseg)", toolbar_text="Open…"),
+    ActionSpec("export", "&Export masks (all)…", "Ctrl+E", lambda w: lambda: w.choose_export(False),
+               "Write one mask per image, each with its own threshold", toolbar_text="Export…"),
+    ActionSpec("export_selection", "Export masks (&selection)…", "Ctrl+Shift+E",
+               lambda w: lambda: w.choose_export(True), "Export the selected images only"),
+    ActionSpec("quit", "&Quit", QKeySequence.StandardKey.Quit, lambda w: w.close),
+    ActionSpec("undo", "&Undo label", "Ctrl+Z", lambda w: w.undo, toolbar_text="Undo"),
+    ActionSpec("redo", "&Redo label", "Ctrl+Shift+Z", lambda w: w.redo, toolbar_text="Redo"),
+    ActionSpec("damaged", "Label &damaged", "D", lambda w: lambda: w.label_current(DAMAGED),
+               toolbar_text="Damaged  D"),
+    ActionSpec("undamaged", "Label &undamaged", "U", lambda w: lambda: w.label_current(UNDAMAGED),
+               toolbar_text="Undamaged  U"),
+    ActionSpec("clear", "&Clear label", "Backspace", lambda w: lambda: w.label_current(None),
+               toolbar_text="Clear  ⌫"),
+    ActionSpec("advance", "&Auto-advance after labelling", None, lambda w: w.set_auto_advance,
+               "Move to the next image after D / U / Backspace", checkable=True, checked=True),
+    ActionSpec("next", "&Next image", "J", lambda w: lambda: w.step(1), "Next image (also ↓ in the list)"),
+    ActionSpec("previous", "&Previous image", "K", lambda w: lambda: w.step(-1),
+               "Previous image (also ↑ in the list)"),
+    ActionSpec("train", "&Train model", "Ctrl+T", lambda w: w.start_training,
+               "Train the classifier from the current labels in the background", toolbar_text="Train"),
+    ActionSpec("cancel", "&Cancel job", "Esc", lambda w: w.cancel_job,
+               "Stop training or export; the previous model stays"),
+    ActionSpec("load_model", "&Load model…", None, lambda w: w.choose_model,
+               "Use a saved .safetensors model"),
+    ActionSpec("heatmap", "Relevance &heatmap", "H", lambda w: w.panel.heatmap_check.setChecked,
+               "Show the signed relevance (red: evidence for damage, blue: against)", True, True),
+    ActionSpec("mask", "&Mask overlay", "M", lambda w: w.panel.mask_check.setChecked, "", True, True),
+    ActionSpec("outline", "Mask as &outline", "O",
+               lambda w: lambda on: w.panel.mask_style.setCurrentText("outline" if on else "fill"), "", True),
+    ActionSpec("undamaged_masks", "Show masks of images classified &undamaged", None,
+               lambda w: w.set_show_undamaged_masks, "Export still writes empty masks for them", True),
+    ActionSpec("reset", "&Reset threshold", "R", lambda w: w.reset_threshold,
+               "Back to the segmenter's default threshold"),
+    ActionSpec("lower", "Threshold −0.01", "[", lambda w: lambda: w.nudge_threshold(-0.01)),
+    ActionSpec("raise", "Threshold +0.01", "]", lambda w: lambda: w.nudge_threshold(0.01)),
+    ActionSpec("fit", "&Fit image", "F", lambda w: w.viewer.fit, "Zoom so the whole image shows"),
+    ActionSpec("shortcuts", "&Keyboard shortcuts", "F1", lambda w: lambda: show_shortcuts(w)),
+)
+
+MENUS = (
+    ("&File", ("open", None, "export", "export_selection", None, "quit")),
+    ("&Edit", ("undo", "redo")),
+    ("&Label", ("damaged", "undamaged", "clear", None, "advance", None, "next", "previous")),
+    ("&Model", ("train", "cancel", None, "load_model")),
+    ("&View", ("heatmap", "mask", "outline", "undamaged_masks", None, "reset", "lower", "raise", None,
+               "fit")),
+    ("&Help", ("shortcuts",)),
+)
+
+TOOLBAR = ("open", None, "damaged", "undamaged", "clear", None, "undo", "redo", None, "train", "export")
+TOOLBAR_STYLES = {"train": "PrimaryButton", "damaged": "DamagedButton", "undamaged": "UndamagedButton"}
+
+
+def key_text(action: QAction) -> str:
+    """The action's shortcut as the platform writes it (empty when none)."""
+    return action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+
+
+def build_actions(window: QMainWindow) -> dict[str, QAction]:
+    """Create every action, its menu entry and toolbar button; set ``window.<name>_action``."""
+    actions: dict[str, QAction] = {}
+    for spec in SPECS:
+        action = QAction(spec.text, window)
+        if spec.key:
+            action.setShortcut(QKeySequence(spec.key))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        keys = key_text(action)
+        plain = spec.text.replace("&", "").replace("…", "")
+        action.setToolTip(f"{spec.tip or plain}" + (f"  ({keys})" if keys else ""))
+        action.setStatusTip(spec.tip)
+        if spec.toolbar_text:
+            action.setIconText(spec.toolbar_text)
+        if spec.checkable:
+            action.setCheckable(True)
+            action.setChecked(spec.checked)
+            action.toggled.connect(spec.slot(window))
+        else:
+            action.triggered.connect(spec.slot(window))
+        window.addAction(action)
+        setattr(window, f"{spec.name}_action", action)
+        actions[spec.name] = action
+
+    for title, names in MENUS:
+        menu = window.menuBar().addMenu(title)
+        for name in names:
+            menu.addSeparator() if name is None else menu.addAction(actions[name])
+
+    toolbar = QToolBar("Main")
+    toolbar.setObjectName("MainToolBar")
+    toolbar.setMovable(False)
+    toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for name in TOOLBAR:
+        toolbar.addSeparator() if name is None else toolbar.addAction(actions[name])
+    for name, style in TOOLBAR_STYLES.items():
+        toolbar.widgetForAction(actions[name]).setObjectName(style)
+    window.addToolBar(toolbar)
+    return actions
+
+
+def show_shortcuts(window: QMainWindow) -> None:
+    """A dialog listing every keyboard shortcut."""
+    rows = [(a.text().replace("&", ""), key_text(a)) for a in window.actions() if key_text(a)]
+    body = "".join(f"<tr><td><b>{keys}</b>&nbsp;&nbsp;</td><td>{text}</td></tr>" for text, keys in rows)
+    QMessageBox.information(window, "Keyboard shortcuts", f"<table>{body}</table>")

@@ -1,0 +1,161 @@
+"""Training and export as background jobs, with the status bar's progress bar and Cancel button.
+
+A job gets everything it needs when it starts (labels, thresholds, the model handle), so the user can keep
+labelling and browsing while it runs. Training writes its checkpoint only on success, so a cancelled or failed
+run leaves the previous model in place; an export writes each file atomically, so a cancelled export leaves
+complete masks only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QProgressBar, QPushButton
+
+from app import session
+from app.analysis import ModelHandle
+from app.workers import JobManager
+
+LONG_JOBS = ("train", "export")
+
+
+class JobController(QObject):
+    """Starts, follows and cancels the window's long jobs."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.jobs = JobManager(self)
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(220)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job (Esc); the previous model stays")
+        self.cancel_button.clicked.connect(self.cancel)
+        for widget in (self.progress, self.cancel_button):
+            window.statusBar().addPermanentWidget(widget)
+            widget.hide()
+
+    def busy(self) -> bool:
+        """Whether training or an export runs."""
+        return any(self.jobs.is_running(name) for name in LONG_JOBS)
+
+    # ----------------------------------------------------------------- training
+    def start_training(self) -> bool:
+        """Train a new model from the current labels in the background; return whether it started."""
+        w = self.window
+        if w.project is None:
+            w.error("No folder open", "Open a folder of images first (Ctrl+O).")
+            return False
+        if self.busy():
+            return False
+        labels = {rel: lab for rel, lab in w.project.labels().items() if rel not in w.list_model.errors}
+        problem = session.training_problem(labels)
+        if problem:
+            w.error("Not enough labels", problem)
+            return False
+        config = session.train_config(w.project, w.device)
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = w.root / session.MODELS_DIR / f"model-{stamp}.safetensors"
+        rels = sorted(labels)
+        paths, values, device = [w.root / rel for rel in rels], [labels[rel] for rel in rels], w.device
+
+        def work(progress, cancel):
+            return session.train(paths, values, config, out, device, progress, cancel)
+
+        self._started(f"Training on {len(rels)} labelled images…")
+        self.jobs.start(
+            "train", work, on_progress=self._train_progress, on_success=self._trained,
+            on_failure=lambda msg: self._failed("Training failed", f"{msg}\n\nThe previous model is kept."),
+            on_cancel=lambda: self._ended("Training cancelled; the previous model is kept."),
+        )
+        return True
+
+    def _train_progress(self, p) -> None:
+        done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
+        self.progress.setValue(round(1000 * done))
+        self.progress.setFormat(f"epoch {p.epoch}/{p.epochs} · %p%")
+        text = f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.3f}"
+        if p.val_balanced_accuracy is not None:
+            text += f", validation balanced accuracy {p.val_balanced_accuracy:.2f}"
+        self.window.statusBar().showMessage(text)
+
+    def _trained(self, handle: ModelHandle) -> None:
+        self.window.install_model(handle, remember=True)
+        bacc = handle.metadata.get("training", {}).get("val_balanced_accuracy")
+        extra = f", validation balanced accuracy {bacc:.2f}" if isinstance(bacc, float) else ""
+        self._ended(f"Trained {handle.model_id}{extra}.")
+
+    # ----------------------------------------------------------------- export
+    def choose_export(self, selection_only: bool) -> None:
+        """Ask for an output folder, then export."""
+        w = self.window
+        if w.project is None or w.handle is None:
+            w.error("No model", "Train a model (Ctrl+T) before exporting masks.")
+            return
+        out = QFileDialog.getExistingDirectory(w, "Export masks to", str(w.root / "masks"))
+        if out:
+            self.export_masks(Path(out), selection_only)
+
+    def export_masks(self, out_dir: Path, selection_only: bool = False, overwrite: bool = True) -> bool:
+        """Write masks (each image's own threshold) and a report to ``out_dir`` in the background."""
+        w = self.window
+        if w.project is None or w.handle is None or self.busy():
+            return False
+        w.flush_threshold()
+        rels = w.list_view.selected_paths() if selection_only else list(w.list_model.paths)
+        if not rels:
+            w.error("Nothing to export", "Select the images to export first.")
+            return False
+        overrides = w.project.threshold_overrides(w.override_key())
+        cached = {k.rel: a for k, (a, _) in w.analyses.items() if k == w.key(k.rel)}
+        plan = session.ExportPlan(
+            root=w.root, rels=rels, out_dir=Path(out_dir), handle=w.handle, rule_set=w.rule_set,
+            segmenter=w.segmenter, thresholds={r: overrides[r] for r in rels if r in overrides},
+            cached=cached, overwrite=overwrite,
+        )
+        self._started(f"Exporting {len(rels)} masks…")
+        self.jobs.start(
+            "export", plan.run, on_progress=self._export_progress,
+            on_success=lambda summary: self._ended(session.describe_export(summary, out_dir)),
+            on_failure=lambda msg: self._failed("Export failed", msg),
+            on_cancel=lambda: self._ended("Export cancelled; the masks written so far are complete."),
+        )
+        return True
+
+    def _export_progress(self, p) -> None:
+        done, total, rel = p
+        self.progress.setValue(round(1000 * done / max(1, total)))
+        self.progress.setFormat(f"export {done}/{total}")
+        self.window.statusBar().showMessage(f"Exporting {rel}")
+
+    # ----------------------------------------------------------------- common
+    def cancel(self) -> None:
+        """Cancel training or export (the job stops at its next step)."""
+        for name in LONG_JOBS:
+            if self.jobs.is_running(name):
+                self.jobs.cancel(name)
+                self.window.statusBar().showMessage(f"Cancelling {name}…")
+
+    def _started(self, message: str) -> None:
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        self.progress.show()
+        self.cancel_button.show()
+        self.window.statusBar().showMessage(message)
+
+    def _ended(self, message: str) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.window.statusBar().showMessage(message, 15000)
+
+    def _failed(self, title: str, message: str) -> None:
+        self._ended(title)
+        self.window.error(title, message)
+
+    def shutdown(self) -> bool:
+        """Cancel every job and wait for its thread."""
+        return self.jobs.shutdown()
