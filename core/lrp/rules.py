@@ -19,6 +19,8 @@ valid where those conditions hold; :mod:`core.lrp.composites` checks them before
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -39,11 +41,32 @@ __all__ = [
 
 STABILIZER = 1e-6  # zennit's default denominator stabiliser, used wherever no ε is given
 
+# Tensors derived from a layer's parameters (clamped, scaled, concatenated weights), kept between calls and
+# rebuilt when a parameter changes (optimizer step, load_state_dict, .to()).
+_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+
+def _derived(module: nn.Module, key: tuple, build: Callable[[nn.Module], object]):
+    """``build(module)``, cached per module and ``key`` while the module's parameters stay the same.
+
+    Same means: the same parameter objects (weak references), unchanged in place (``_version``), with the
+    same storage, dtype and device.
+    """
+    params = [param for param in (module.weight, module.bias) if param is not None]
+    stamp = tuple((param._version, param.data_ptr(), param.dtype, param.device) for param in params)
+    entries = _DERIVED.setdefault(module, {})
+    entry = entries.get(key)
+    stale = entry is None or entry[1] != stamp
+    if stale or any(ref() is not param for ref, param in zip(entry[0], params, strict=True)):
+        with torch.no_grad():
+            entry = entries[key] = ([weakref.ref(param) for param in params], stamp, build(module))
+    return entry[2]
+
 
 def _stabilize(t: torch.Tensor, epsilon: float = STABILIZER) -> torch.Tensor:
     """zennit's ``stabilize``: ``t + epsilon * sign(t)`` with sign(0) = +1 (in place on a fresh ``t``)."""
-    sign = (t >= 0).to(t.dtype).mul_(2).sub_(1)
-    return t.add_(sign, alpha=epsilon)
+    step = torch.tensor(epsilon, dtype=t.dtype, device=t.device)
+    return t.add_(torch.where(t >= 0, step, -step))
 
 
 def _layer_forward(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -128,7 +151,7 @@ class FastEpsilon(FastRule):
 
     def relevance(self, module, x, z, relevance):
         grad = relevance / self.stabilizer(z)
-        return x * _input_gradient(module, x.shape, module.weight, grad)
+        return _input_gradient(module, x.shape, module.weight, grad).mul_(x)
 
 
 class FastGamma(FastRule):
@@ -136,6 +159,8 @@ class FastGamma(FastRule):
 
     With ``x >= 0`` and zero relevance where ``z <= 0`` the stock rule reduces to
     ``R_in = x * (W + γW⁺)ᵀ [R / stab((W + γW⁺) x + b + γb⁺)]``: one modified forward, one input gradient.
+    Where the relevance is non-zero the denominator is positive (it is at least ``z``), so stabilising is
+    ``+ stabilizer``; elsewhere the denominator is clamped to stay positive and its quotient is zero.
     """
 
     label = "gamma"
@@ -145,46 +170,62 @@ class FastGamma(FastRule):
         self.gamma = gamma
         self.stabilizer = stabilizer
 
+    def _weights(self, module):
+        def plus_gamma(param):
+            return None if param is None else param + self.gamma * param.clamp(min=0)
+
+        return plus_gamma(module.weight), plus_gamma(module.bias)
+
     def relevance(self, module, x, z, relevance):
-        weight = module.weight + self.gamma * module.weight.clamp(min=0)
-        bias = None if module.bias is None else module.bias + self.gamma * module.bias.clamp(min=0)
-        grad = relevance / _stabilize(_layer_forward(module, x, weight, bias), self.stabilizer)
-        return x * _input_gradient(module, x.shape, weight, grad)
+        weight, bias = _derived(module, ("gamma", self.gamma), self._weights)
+        out = _layer_forward(module, x, weight, bias).clamp_(min=0).add_(self.stabilizer)
+        grad = torch.div(relevance, out, out=out)
+        return _input_gradient(module, x.shape, weight, grad).mul_(x)
 
 
 class FastAlphaBeta(FastRule):
     """LRP-αβ (stock :class:`zennit.rules.AlphaBeta`) for a non-negative input.
 
     With ``x >= 0``: ``R_in = x * [α W⁺ᵀ (R / stab(W⁺x + b⁺)) - β W⁻ᵀ (R / stab(W⁻x + b⁻))]``; both parts run
-    as one forward and one input gradient over weights concatenated along the output channels.
+    as one forward and one input gradient over weights concatenated along the output channels. ``W⁺x + b⁺``
+    is never negative and ``W⁻x + b⁻`` never positive; the latter is zero only where all its terms are, so its
+    sign for the stabiliser does not change the result.
     """
 
     label = "alpha_beta"
 
     def __init__(self, alpha=2.0, beta=1.0, stabilizer=STABILIZER):
         super().__init__()
-        self.stabilizer = stabilizer
         if alpha < 0 or beta < 0 or alpha - beta != 1:
             raise ValueError(f"need alpha, beta >= 0 and alpha - beta = 1, got {alpha}, {beta}")
         self.alpha = alpha
         self.beta = beta
+        self.stabilizer = stabilizer
         self.label = f"alpha{alpha:g}_beta{beta:g}"
 
-    def relevance(self, module, x, z, relevance):
+    def _weights(self, module):
         w, b = module.weight, module.bias
         weight = torch.cat([w.clamp(min=0), w.clamp(max=0)])
         bias = None if b is None else torch.cat([b.clamp(min=0), b.clamp(max=0)])
-        denominator = _stabilize(_layer_forward(module, x, weight, bias), self.stabilizer)
-        grad = torch.cat([relevance, relevance], dim=1) / denominator
-        signed = torch.cat([self.alpha * weight[: len(w)], -self.beta * weight[len(w) :]])
-        return x * _input_gradient(module, x.shape, signed, grad)
+        signed = torch.cat([self.alpha * w.clamp(min=0), -self.beta * w.clamp(max=0)])
+        return weight, bias, signed
+
+    def relevance(self, module, x, z, relevance):
+        weight, bias, signed = _derived(module, ("alpha_beta", self.alpha, self.beta), self._weights)
+        channels = relevance.shape[1]
+        out = _layer_forward(module, x, weight, bias)
+        out[:, :channels].add_(self.stabilizer)
+        out[:, channels:].sub_(self.stabilizer)
+        parts = out.unflatten(1, (2, channels))
+        grad = torch.div(relevance.unsqueeze(1), parts, out=parts).flatten(1, 2)
+        return _input_gradient(module, x.shape, signed, grad).mul_(x)
 
 
 class FastZBox(FastRule):
     """LRP-z^B (stock :class:`zennit.rules.ZBox`) for a conv layer on a bounded input ``low <= x <= high``.
 
-    ``R_in = (x - l) * W⁺ᵀ g + (x - h) * W⁻ᵀ g`` with ``g = R / stab(z - b - (W⁺ l + W⁻ h))``; the bound term
-    ``W⁺ l + W⁻ h`` is the same for every image and is computed once per batch.
+    ``R_in = (x - l) * W⁺ᵀ g + (x - h) * W⁻ᵀ g`` with ``g = R / stab(z - (b + W⁺ l + W⁻ h))``; the offset
+    ``b + W⁺ l + W⁻ h`` does not depend on the image and is kept between calls.
 
     Parameters
     ----------
@@ -205,16 +246,21 @@ class FastZBox(FastRule):
     def relevance(self, module, x, z, relevance):
         if not isinstance(module, nn.Conv2d):
             raise TypeError("FastZBox supports Conv2d layers only")
-        low = self.low.to(x).expand(1, *x.shape[1:])
-        high = self.high.to(x).expand(1, *x.shape[1:])
-        w = module.weight
-        weight = torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1)  # input channels: [low | high]
-        bounds = _layer_forward(module, torch.cat([low, high], dim=1), weight, None)
-        denominator = z - bounds if module.bias is None else z - module.bias[:, None, None] - bounds
-        grad = relevance / _stabilize(denominator, self.stabilizer)
+        low, high = self.low.to(x), self.high.to(x)
+
+        def build(module):
+            w = module.weight
+            weight = torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1)  # input channels: [low | high]
+            bounds = torch.cat([low.expand(1, *x.shape[1:]), high.expand(1, *x.shape[1:])], dim=1)
+            offset = _layer_forward(module, bounds, weight, module.bias)
+            return weight, offset
+
+        key = ("zbox", tuple(low.flatten().tolist()), tuple(high.flatten().tolist()), tuple(x.shape[1:]))
+        weight, offset = _derived(module, key, build)
+        grad = relevance / _stabilize(z - offset, self.stabilizer)
         parts = _input_gradient(module, (x.shape[0], 2 * x.shape[1], *x.shape[2:]), weight, grad)
         positive, negative = parts.split(x.shape[1], dim=1)
-        return (x - low) * positive + (x - high) * negative
+        return positive.mul_(x - low).add_(negative.mul_(x - high))
 
 
 def _pool_args(module: nn.MaxPool2d) -> dict:
@@ -243,9 +289,9 @@ class FastAvgPool(FastRule):
     def relevance(self, module, x, z, relevance):
         args = _pool_args(module)
         grad = relevance / _stabilize(F.avg_pool2d(x, **args), self.stabilizer)
-        return x * torch.ops.aten.avg_pool2d_backward(
+        return torch.ops.aten.avg_pool2d_backward(
             grad, x, args["kernel_size"], args["stride"], args["padding"], args["ceil_mode"], True, None
-        )
+        ).mul_(x)
 
 
 class _AsAvgPool(ParamMod):

@@ -230,3 +230,28 @@ def test_registry_lists_paper_and_zennit_rule_sets_and_all_run():
             relevance = explain(model, x, rule_set=name, maxpool=maxpool).relevance
             assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
     assert_no_hooks(model)
+
+
+def test_fast_rules_follow_weight_changes():
+    """Derived weights are cached between calls; in-place updates and new parameters must invalidate them."""
+    model = small_model("128n").double()
+    x = images(1)
+
+    def fast_vs_stock():
+        fast = explain(model, x, rule_set="ours", dtype=torch.float64).relevance
+        stock = explain(model, x, rule_set="zennit_ours", dtype=torch.float64).relevance
+        return fast, max_relative_error(fast, stock)
+
+    before, error = fast_vs_stock()
+    assert error <= 1e-6
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    optimizer.zero_grad()
+    model(x)[:, 1].sum().backward()
+    optimizer.step()  # in-place update of every parameter
+    after_step, error = fast_vs_stock()
+    assert error <= 1e-6 and max_relative_error(after_step, before) > 1e-3
+    conv = model.features.conv2_1
+    conv.weight = nn.Parameter(conv.weight.detach().flip(-1).clone())
+    conv.bias = nn.Parameter(conv.bias.detach() + 0.1)
+    replaced, error = fast_vs_stock()
+    assert error <= 1e-6 and max_relative_error(replaced, after_step) > 1e-3
