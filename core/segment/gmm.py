@@ -218,7 +218,11 @@ def fit_gmm(x: np.ndarray, seed: int = 0, tol: float = 1e-3, max_iter: int = 100
 
 
 def _fit_gmm_sklearn(x: np.ndarray, seed: int, tol: float, max_iter: int) -> dict:
-    """The same fit done by ``sklearn.mixture.GaussianMixture`` itself (reference and fallback)."""
+    """The same fit done by ``sklearn.mixture.GaussianMixture`` itself (reference and fallback).
+
+    Its ConvergenceWarning is silenced with ``warnings.catch_warnings``, which is not thread-safe; the
+    default numpy engine warns about nothing and records ``converged`` instead.
+    """
     gm = GaussianMixture(N_COMPONENTS, covariance_type="full", tol=tol, reg_covar=REG_COVAR,
                          max_iter=max_iter, init_params="kmeans", random_state=seed)
     with warnings.catch_warnings():
