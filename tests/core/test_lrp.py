@@ -15,6 +15,15 @@ SIZE = 64
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared CPU a thread team waits for its slowest member."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_model(head, seed=0, zero_bias=False):
     torch.manual_seed(seed)
     model = build_vgg_a(head, width=0.125, input_size=SIZE, mean=MEAN, std=STD)
@@ -29,9 +38,9 @@ def images(n, seed=1, dtype=torch.float64):
     """Normalised images of pixel values in [0, 1], so that z^B's bounds hold."""
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.rand(n, 3, SIZE, SIZE, generator=generator, dtype=dtype)
-    return (pixels - torch.tensor(MEAN, dtype=dtype).view(1, 3, 1, 1)) / torch.tensor(STD, dtype=dtype).view(
-        1, 3, 1, 1
-    )
+    mean = torch.tensor(MEAN, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=dtype).view(1, 3, 1, 1)
+    return (pixels - mean) / std
 
 
 def max_relative_error(actual, expected):
