@@ -62,12 +62,7 @@ def png_bomb(side: int = BOMB_SIDE) -> bytes:
     compressor = zlib.compressobj(9)
     body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", body)
-        + _png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
 
 
 def _jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
@@ -217,9 +212,7 @@ def make_corpus(folder: Path, unreadable: bool = True) -> list[Case]:
 
     # ---------------------------------------------------------------- odd but valid: decoded, get a mask
     add(Case("1×1 pixel", "one_pixel.png", "ok", shape=(1, 1, 3)), _encode(bgr[:1, :1], ".png"))
-    add(
-        Case("1×1 pixel gray JPEG", "one_pixel_gray.jpg", "ok", shape=(1, 1)), _encode(bgr[:1, :1, 0], ".jpg")
-    )
+    add(Case("1×1 pixel gray JPEG", "one_pixel_gray.jpg", "ok", shape=(1, 1)), _encode(bgr[:1, :1, 0], ".jpg"))
     deep = bgr.astype(np.uint16) * 257  # BGR, as cv2 writes it
     add(Case("16-bit RGB PNG", "deep16.png", "ok", shape=(48, 64, 3)), _encode(deep, ".png"))
     add(Case("16-bit gray TIFF", "deep16_gray.tif", "ok", shape=(48, 64)), _encode(deep[:, :, 0], ".tif"))

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 PYTHON = sys.executable
 
 
@@ -26,7 +27,7 @@ def child_env(**extra: str) -> dict[str, str]:
     shared), unbuffered output so the parent sees every line the moment it is printed."""
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(HERE), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
@@ -127,9 +128,7 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 # ------------------------------------------------------------------------------------------ models
-def save_slim_model(
-    path: Path, input_size: int = 32, head: str = "128n", width: float = 0.125, seed: int = 0
-):
+def save_slim_model(path: Path, input_size: int = 32, head: str = "128n", width: float = 0.125, seed: int = 0):
     """Write a randomly initialised slim VGG-A checkpoint (enough to exercise loading and the pipeline)."""
     import torch
 
@@ -150,3 +149,81 @@ def snapshot(paths: list[Path]) -> dict[Path, tuple[bytes, int]]:
 def temp_leftovers(folder: Path) -> list[Path]:
     """Temporary files of :mod:`core.atomic` left in ``folder`` (recursively)."""
     return sorted(p for p in folder.rglob(".*.tmp") if p.is_file())
+
+
+# ------------------------------------------------------------------------------------------ label sessions
+LABEL_RELS = [f"sub{i % 3}/img{i:03d}.png" for i in range(40)]
+
+
+def label_ops(seed: int, count: int) -> list[tuple]:
+    """A reproducible session of project operations: labels, imports, undo/redo, thresholds, cache writes."""
+    import random
+
+    rng = random.Random(seed)
+    rels = LABEL_RELS
+    choices = ["damaged", "undamaged", None]
+    ops: list[tuple] = []
+    for index in range(count):
+        roll = rng.random()
+        if roll < 0.6:
+            ops.append(("label", rng.choice(rels), rng.choice(choices)))
+        elif roll < 0.68:
+            ops.append(("import", tuple((rng.choice(rels), rng.choice(choices[:2])) for _ in range(5))))
+        elif roll < 0.78:
+            ops.append(("undo",))
+        elif roll < 0.85:
+            ops.append(("redo",))
+        elif roll < 0.92:
+            ops.append(("threshold", rng.choice(rels), round(rng.random(), 3)))
+        else:
+            ops.append(("relevance", rng.choice(rels), float(seed * 10_000 + index)))
+    return ops
+
+
+#: A child process: ``python -c LABELLER FOLDER SEED`` runs ``label_ops(SEED, 400)`` on the project of FOLDER
+#: and prints ``committed <index>`` after each operation returned (i.e. was committed).
+LABELLER = """
+import sys
+from core.project import Project
+from reliability_helpers import apply_op, label_ops
+folder, seed = sys.argv[1], int(sys.argv[2])
+project = Project.open(folder)
+for index, op in enumerate(label_ops(seed, 400)):
+    apply_op(project, op)
+    print("committed", index, flush=True)
+"""
+
+
+def apply_op(project, op: tuple) -> None:
+    """Apply one operation of :func:`label_ops` to a :class:`core.project.Project`."""
+    import numpy as np
+
+    kind = op[0]
+    if kind == "label":
+        project.set_label(op[1], op[2])
+    elif kind == "import":
+        project.set_labels(dict(op[1]))
+    elif kind == "undo":
+        project.undo()
+    elif kind == "redo":
+        project.redo()
+    elif kind == "threshold":
+        project.set_threshold_override(op[1], "ours/bmm", op[2])
+    else:
+        project.store_relevance(op[1], "model", "ours", np.full((64, 64), op[2], np.float32))
+
+
+def project_state(project) -> dict:
+    """Everything a user could lose: labels, undo history (without times), overrides, cached maps."""
+    history = [(e.step, e.rel, e.old_label, e.new_label, e.undone) for e in project.history(limit=100_000)]
+    cached = {}
+    for rel in LABEL_RELS:
+        array = project.load_relevance(rel, "model", "ours")
+        if array is not None:
+            cached[rel] = float(array[0, 0]) if array.shape == (64, 64) else "wrong shape"
+    return {
+        "labels": project.labels(include_missing=True),
+        "history": history,
+        "thresholds": project.threshold_overrides("ours/bmm"),
+        "cached": cached,
+    }

@@ -27,9 +27,7 @@ from reliability_helpers import (
 import core.images
 from core.images import MAX_PIXELS, ImageReadError, probe_image, read_image, scan_folder
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(__import__("os"), "mkfifo"), reason="POSIX corpus (FIFO, symlinks)"
-)
+pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX corpus (FIFO, symlinks)")
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +177,7 @@ def test_lrpseg_segment_finishes_the_batch_and_keeps_existing_masks(corpus, tmp_
             assert record["mask"] is None
             assert sum(case.name in line for line in error_lines) == 1, case.kind
         elif case.name == "deep16.png":
-            assert (
-                record["error"] is None
-                and record["mask"] is None
-                and record["kept_existing"] == ["deep16.png"]
-            )
+            assert record["error"] is None and record["mask"] is None and record["kept_existing"] == ["deep16.png"]
         else:
             assert record["error"] is None, (case.kind, record["error"])
             mask = read_image(out / record["mask"])
