@@ -1,0 +1,158 @@
+"""Classifier training with the data on the device: :func:`core.train.fit` without the per-step CPU work.
+
+:func:`fit_on_device` follows ``core.train.fit`` step for step (VGG-A from :func:`core.models.build_vgg_a`,
+Adam or SGD with ``core.train.conv_learning_rate`` for the convolutions and ``lr_fc`` for the fully connected
+layers, class-balanced cross-entropy, random S×S crops with horizontal and vertical flips, the weights of the epoch with
+the best validation balanced accuracy, early stopping after ``patience`` epochs without improvement), but
+keeps the images on the device as uint8 (:class:`benchmarks.mt_data.DeviceImages`) and can run the forward
+pass under bfloat16 autocast. On a GPU ``core.train.fit`` spends most of each step preparing crops on one CPU
+core; this does not. It belongs in ``core.train`` once the product wants it (e.g. ``fit(..., on_device=True)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks.mt_data import DeviceImages
+from core.device import describe_device, resolve_device
+from core.metrics import classification_metrics
+from core.models import build_vgg_a, load_imagenet_conv_weights
+from core.train import (
+    CLASS_NAMES,
+    TrainConfig,
+    TrainProgress,
+    TrainResult,
+    conv_learning_rate,
+    predict_probabilities,
+)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CUDA when ``enabled``; a no-op context otherwise."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = [
+        {"params": model.features.parameters(), "lr": conv_learning_rate(config)},
+        {"params": model.classifier.parameters(), "lr": config.lr_fc},
+    ]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
+
+
+def fit_on_device(
+    train_images: Sequence[np.ndarray],
+    train_targets: np.ndarray,
+    val_batch: torch.Tensor,
+    val_targets: np.ndarray,
+    config: TrainConfig,
+    amp: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train a VGG-A classifier with the training images held on the device.
+
+    Parameters
+    ----------
+    train_images
+        uint8 images, each at least ``config.input_size`` on a side.
+    train_targets
+        0 (undamaged) / 1 (damaged) per training image.
+    val_batch
+        Normalised validation inputs (``prepare_eval`` centre crops, with flipped copies if wanted).
+    val_targets
+        Target of each row of ``val_batch``.
+    config
+        As for :func:`core.train.fit`.
+    amp
+        bfloat16 autocast for the forward pass on CUDA (ignored on the CPU).
+    progress
+        Called at the end of every epoch.
+    """
+    started = time.perf_counter()
+    train_targets = np.asarray(train_targets, dtype=int)
+    counts = np.bincount(train_targets, minlength=2)
+    if np.any(counts == 0):
+        raise ValueError(f"training needs both classes; got {counts[0]} undamaged and {counts[1]} damaged")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
+    model.class_names = CLASS_NAMES
+    if config.imagenet_weights:
+        load_imagenet_conv_weights(model, None if config.imagenet_weights == "auto" else config.imagenet_weights)
+    model.to(device)
+    data = DeviceImages(train_images, None, model.mean, model.std, device)
+    targets = torch.as_tensor(train_targets, device=device)
+    val_batch = val_batch.to(device)
+    optimizer = _optimizer(model, config)
+    weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    steps = int(np.ceil(len(data) / config.batch_size))
+    best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None}
+    best_state = copy.deepcopy(model.state_dict())
+    history, stale = [], 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(len(data))
+        total = torch.zeros((), device=device)
+        for step in range(steps):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, _ = data.random_crops(idx, config.input_size, rng)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), targets[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        record = {"epoch": epoch, "loss": float(total) / len(data)}
+        predicted = (predict_probabilities(model, val_batch, device, batch_size=64) >= 0.5).astype(int)
+        record.update(classification_metrics(val_targets, predicted))
+        if record["balanced_accuracy"] > best["balanced_accuracy"]:
+            best = {"epoch": epoch, **{k: record[k] for k in ("balanced_accuracy", "tpr", "tnr")}}
+            best_state = copy.deepcopy(model.state_dict())
+            stale = 0
+        else:
+            stale += 1
+        history.append(record)
+        if progress:
+            progress(
+                TrainProgress(
+                    epoch, config.epochs, steps, steps, record["loss"], record["balanced_accuracy"], "epoch done"
+                )
+            )
+        if stale >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    summary = {
+        "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
+        "trainer": "device",
+        "amp": bool(amp and device.type == "cuda"),
+        "n_train": len(data),
+        "n_val": len(val_targets),
+        "train_class_counts": {"undamaged": int(counts[0]), "damaged": int(counts[1])},
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "val_balanced_accuracy": best["balanced_accuracy"],
+        "val_tpr": best["tpr"],
+        "val_tnr": best["tnr"],
+        "history": history,
+        "device": describe_device(device),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return TrainResult(model=model, summary=summary)

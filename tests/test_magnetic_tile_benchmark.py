@@ -1,0 +1,212 @@
+"""The Magnetic Tile benchmark: grouping, split, crop geometry, device batches, U-Net, scoring, and a quick run."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.mt_data import DeviceImages, damage_window_box, eval_set, prepare_pair  # noqa: E402
+from benchmarks.mt_eval import relevance_maps, score_maps, segment_all  # noqa: E402
+from benchmarks.mt_split import capture_groups, fingerprint, similarity, split_groups  # noqa: E402
+from benchmarks.mt_train import fit_on_device  # noqa: E402
+from benchmarks.unet import UNet, deform  # noqa: E402
+from core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a  # noqa: E402
+from core.pipeline import analyse  # noqa: E402
+from core.train import TrainConfig  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _texture(rng, height=300, width=220):
+    import cv2
+
+    noise = rng.normal(size=(height, width)).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), 1.2) * 40 + 128
+
+
+def _capture(base, rng, top, left, height, width, gain, offset):
+    crop = base[top : top + height, left : left + width] * gain + offset
+    crop = crop + rng.normal(scale=3.0, size=crop.shape)
+    return np.clip(crop, 0, 255).astype(np.uint8)
+
+
+def test_grouping_joins_relit_shifted_recrops_and_nothing_else():
+    rng = np.random.default_rng(0)
+    regions = [_texture(rng) for _ in range(4)]
+    images, truth = [], []
+    for r, base in enumerate(regions):
+        for _ in range(3):  # three captures: other crop box, other lighting
+            top, left = rng.integers(0, 30, size=2)
+            height, width = 240 + rng.integers(0, 30), 170 + rng.integers(0, 30)
+            images.append(_capture(base, rng, top, left, height, width, rng.uniform(0.6, 1.4), rng.uniform(-30, 30)))
+            truth.append(r)
+    assert similarity(fingerprint(images[0]), fingerprint(images[1])) > 0.6
+    assert similarity(fingerprint(images[0]), fingerprint(images[3])) < 0.2
+    groups = capture_groups(images, ["a"] * len(images), workers=1)
+    truth = np.array(truth)
+    same_truth = truth[:, None] == truth[None]
+    same_group = groups[:, None] == groups[None]
+    assert np.array_equal(same_truth, same_group)
+
+
+def test_grouping_never_joins_classes():
+    rng = np.random.default_rng(1)
+    base = _texture(rng)
+    images = [_capture(base, rng, 0, 0, 250, 180, 1.0, 0.0) for _ in range(4)]
+    groups = capture_groups(images, ["a", "a", "b", "b"], workers=1)
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[0] != groups[2]
+
+
+def test_split_keeps_groups_whole_and_classes_near_60_20_20():
+    rng = np.random.default_rng(2)
+    groups, strata = [], []
+    for g in range(60):
+        size = int(rng.integers(1, 7))
+        groups += [g] * size
+        strata += ["damaged" if g < 20 else "free"] * size
+    groups, strata = np.array(groups), np.array(strata)
+    split = split_groups(groups, strata, seed=3)
+    for g in np.unique(groups):
+        assert len(set(split[groups == g])) == 1
+    for stratum in ("damaged", "free"):
+        mine = split[strata == stratum]
+        shares = [np.mean(mine == name) for name in ("train", "val", "test")]
+        assert abs(shares[0] - 0.6) < 0.08 and abs(shares[1] - 0.2) < 0.06 and abs(shares[2] - 0.2) < 0.06
+    assert np.array_equal(split, split_groups(groups, strata, seed=3))
+    tiny = split_groups(np.array([0, 0, 1, 2]), np.array(["x"] * 4), seed=0)
+    assert set(tiny) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("extent", [(5, 8), (30, 60), (150, 20)])
+def test_damage_window_box_puts_the_damage_in_every_window(extent):
+    rng = np.random.default_rng(4)
+    size = 64
+    for _ in range(20):
+        height, width = int(rng.integers(size, 260)), int(rng.integers(size, 260))
+        mask = np.zeros((height, width), bool)
+        dh, dw = min(extent[0], height), min(extent[1], width)
+        y, x = int(rng.integers(0, height - dh + 1)), int(rng.integers(0, width - dw + 1))
+        mask[y : y + dh, x : x + dw] = True
+        top, bottom, left, right = damage_window_box(mask, size)
+        assert bottom - top >= size and right - left >= size
+        for wy in range(top, bottom - size + 1, 7):
+            for wx in range(left, right - size + 1, 7):
+                window = mask[wy : wy + size, wx : wx + size]
+                if dh <= size and dw <= size:
+                    assert window.sum() == mask.sum()  # the whole damage
+                else:
+                    assert window.any()
+
+
+def test_eval_set_cuts_the_mask_where_the_image_shows_the_damage():
+    image = np.full((150, 400), 60, np.uint8)  # short side below S: upscaled, then cropped around the damage
+    mask = np.zeros(image.shape, bool)
+    mask[40:60, 300:330] = True
+    image[mask] = 220
+    img, msk = prepare_pair(image, mask, 224, "paper", damaged=True)
+    assert min(img.shape) >= 224 and img.shape == msk.shape
+    x, m, source = eval_set([img], [msk], 224, IMAGENET_MEAN, IMAGENET_STD)
+    assert x.shape == (3, 3, 224, 224) and m.shape == (3, 224, 224) and list(source) == [0, 0, 0]
+    gray = x[:, 0].numpy() * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    for k in range(3):
+        assert m[k].sum() > 400
+        bright = gray[k] > 0.6
+        assert (bright & m[k]).sum() / (bright | m[k]).sum() > 0.9
+    assert np.array_equal(m[1], m[0][:, ::-1]) and np.array_equal(m[2], m[0][::-1])
+
+
+def test_device_crops_move_image_and_mask_together():
+    rng = np.random.default_rng(5)
+    images = [(rng.random((90, 120)) > 0.5).astype(np.uint8) * 255 for _ in range(3)]
+    masks = [im > 127 for im in images]
+    data = DeviceImages(images, masks, IMAGENET_MEAN, IMAGENET_STD, torch.device("cpu"))
+    x, m = data.random_crops([0, 1, 2, 1], 64, rng)
+    assert x.shape == (4, 3, 64, 64) and m.shape == (4, 1, 64, 64)
+    gray = x[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    assert torch.equal(gray > 0.5, m[:, 0] > 0.5)
+
+
+def test_deform_warps_image_and_mask_alike():
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 20:40, 10:30] = 1
+    warped, warped_mask = deform(mask.clone(), mask, torch.Generator().manual_seed(0))
+    assert not torch.equal(warped_mask, mask)
+    inter = ((warped > 0.5) & (warped_mask > 0.5)).sum()
+    union = ((warped > 0.5) | (warped_mask > 0.5)).sum()
+    assert inter / union > 0.95
+    assert set(warped_mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_unet_keeps_the_input_size():
+    model = UNet(base=4).eval()
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 1, 32, 32)
+
+
+def test_batched_scoring_equals_the_products_per_image_analysis():
+    torch.manual_seed(0)
+    model = build_vgg_a("128n", width=0.125, input_size=32).eval()
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, size=(32, 32), dtype=np.uint8)
+    truth = np.zeros((32, 32), bool)
+    truth[10:15, 12:20] = True
+    x, m, _ = eval_set([image], [truth], 32, model.mean, model.std, flips=False)
+    relevance = relevance_maps(model, x, "ours")
+    analysis = analyse(model, image, rule_set="ours", segmenter="bmm", mode="crop")
+    np.testing.assert_allclose(relevance[0], analysis.relevance, rtol=1e-5, atol=1e-7)
+    scores, masks = segment_all(relevance, "bmm", seed=0)
+    np.testing.assert_allclose(scores[0], analysis.segmentation.score, atol=1e-6)
+    scored = score_maps(scores, masks, m)
+    assert 0.0 <= scored["metrics"]["iou"] <= 1.0 and len(scored["curve"][0]) == len(scored["curve"][1])
+
+
+def test_fit_on_device_trains_and_keeps_the_best_epoch():
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 60, size=(40, 48), dtype=np.uint8) for _ in range(6)]
+    images += [rng.integers(180, 256, size=(40, 48), dtype=np.uint8) for _ in range(6)]
+    targets = np.array([0] * 6 + [1] * 6)
+    val, _, _ = eval_set(images, [np.zeros((40, 48), bool)] * 12, 32, IMAGENET_MEAN, IMAGENET_STD, flips=False)
+    config = TrainConfig(head="onefc", width=0.125, input_size=32, epochs=3, batch_size=4, device="cpu")
+    result = fit_on_device(images, targets, val, targets, config)
+    summary = result.summary
+    assert summary["epochs_run"] == 3 and 1 <= summary["best_epoch"] <= 3
+    assert summary["val_balanced_accuracy"] == max(r["balanced_accuracy"] for r in summary["history"])
+    assert not result.model.training
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
+def test_quick_run_writes_the_report(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "magnetic_tile.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = (tmp_path / "magnetic_tile.md").read_text().strip().splitlines()
+    pattern = (
+        r"RESULT best_lrp_iou=[0-9.]+ best_config=(128n|onefc)/(ours|montavon)/(simple|gmm|bmm) "
+        r"unet_iou=[0-9.]+ balanced_accuracy_128n=[0-9.]+ balanced_accuracy_onefc=[0-9.]+ device=cpu"
+    )
+    assert re.fullmatch(pattern, report[-1]), report[-1]
+    assert report[-1] in completed.stdout
+    for rule_set in ("ours", "montavon"):
+        assert (tmp_path / f"magnetic_tile_pr_{rule_set}.png").stat().st_size > 1000
+    assert (tmp_path / "magnetic_tile.json").is_file()
+    assert sum(line.startswith("| VGG-A") and "| ours |" in line for line in report) == 6
