@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -98,13 +99,36 @@ class LabelEvent(NamedTuple):
     undone: bool
 
 
-def _check_rel(rel: str) -> str:
+def _db_rel(rel: str) -> str:
+    """Check an image path and return it as stored in the database.
+
+    File names that are not valid UTF-8 reach Python as strings with surrogate escapes, which SQLite text
+    cannot hold; their undecodable bytes are stored as ``\\xHH`` escapes instead (unambiguous, because image
+    paths never contain a backslash). :func:`_from_db` reverses this.
+    """
     path = PurePosixPath(rel) if isinstance(rel, str) else None
     if path is None or not rel or "\\" in rel or path.is_absolute() or ".." in path.parts:
         raise ValueError(f"not a relative posix image path: {rel!r}")
     if path.as_posix() != rel:
         raise ValueError(f"not a relative posix image path: {rel!r}")
-    return rel
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = rel.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ValueError(f"image path {rel!r} cannot be stored (it is not a file name)") from None
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _from_db(stored: str) -> str:
+    """The image path of a database key written by :func:`_db_rel`."""
+    if "\\" not in stored:
+        return stored
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]), stored.encode("utf-8"))
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class Project:
@@ -278,12 +302,13 @@ class Project:
     # ------------------------------------------------------------------------------------------- labels
     def label(self, rel: str) -> str | None:
         """The label of one image, or None."""
-        rows = self._query("SELECT label FROM labels WHERE rel=?", (_check_rel(rel),))
+        rows = self._query("SELECT label FROM labels WHERE rel=?", (_db_rel(rel),))
         return rows[0][0] if rows else None
 
     def labels(self, include_missing: bool = False) -> dict[str, str]:
         """Labels of the images in the folder (also of vanished files with ``include_missing``), sorted."""
-        rows = self._query("SELECT rel, label FROM labels ORDER BY rel")
+        stored = self._query("SELECT rel, label FROM labels ORDER BY rel")
+        rows = [(_from_db(rel), label) for rel, label in stored]
         if include_missing:
             return dict(rows)
         present = set(self._images)
@@ -299,7 +324,7 @@ class Project:
     def set_labels(self, labels: Mapping[str, str | None]) -> bool:
         """Set many labels in one transaction and one undo step (an import); returns whether any changed."""
         clean = {
-            _check_rel(rel): None if value is None else normalise_label(value)
+            _db_rel(rel): None if value is None else normalise_label(value)
             for rel, value in labels.items()
         }
         now = time.time()
@@ -347,7 +372,7 @@ class Project:
             for rel, old, new in reversed(events) if undo else events:
                 self._apply(conn, rel, old if undo else new, now)
             conn.execute("UPDATE label_events SET undone=? WHERE step=?", (int(undo), row[0]))
-        return events[0][0]
+        return _from_db(events[0][0])
 
     def undo(self) -> str | None:
         """Revert the latest label step that is not undone; returns its (first) image, or None."""
@@ -363,7 +388,7 @@ class Project:
             "SELECT step, rel, old_label, new_label, at, undone FROM label_events ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [LabelEvent(s, r, o, n, a, bool(u)) for s, r, o, n, a, u in rows]
+        return [LabelEvent(s, _from_db(r), o, n, a, bool(u)) for s, r, o, n, a, u in rows]
 
     # ------------------------------------------------------------------------------------------- settings
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -398,37 +423,36 @@ class Project:
     def threshold_override(self, rel: str, key: str) -> float | None:
         """The user's threshold for one image and ``key`` (e.g. ``"ours/bmm"``), or None."""
         rows = self._query(
-            "SELECT value FROM threshold_overrides WHERE rel=? AND key=?", (_check_rel(rel), key)
+            "SELECT value FROM threshold_overrides WHERE rel=? AND key=?", (_db_rel(rel), key)
         )
         return rows[0][0] if rows else None
 
     def set_threshold_override(self, rel: str, key: str, value: float | None) -> None:
         """Store (or with None remove) a per-image threshold override."""
-        _check_rel(rel)
+        stored = _db_rel(rel)
         with self._write() as conn:
             if value is None:
-                conn.execute("DELETE FROM threshold_overrides WHERE rel=? AND key=?", (rel, key))
+                conn.execute("DELETE FROM threshold_overrides WHERE rel=? AND key=?", (stored, key))
             else:
                 if not math.isfinite(float(value)):
                     raise ValueError(f"threshold must be finite, got {value!r}")
                 conn.execute(
-                    "INSERT OR REPLACE INTO threshold_overrides VALUES (?, ?, ?)", (rel, key, float(value))
+                    "INSERT OR REPLACE INTO threshold_overrides VALUES (?, ?, ?)", (stored, key, float(value))
                 )
 
     def threshold_overrides(self, key: str) -> dict[str, float]:
         """All overrides for ``key``: image -> threshold."""
-        return dict(
-            self._query("SELECT rel, value FROM threshold_overrides WHERE key=? ORDER BY rel", (key,))
-        )
+        rows = self._query("SELECT rel, value FROM threshold_overrides WHERE key=? ORDER BY rel", (key,))
+        return {_from_db(rel): value for rel, value in rows}
 
     # ------------------------------------------------------------------------------------------- cache
     def store_prediction(self, rel: str, model_id: str, prob: float) -> None:
         """Cache a model's damage probability for one image."""
-        _check_rel(rel)
+        stored = _db_rel(rel)
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)",
-                (rel, model_id, float(prob), self._file_sig(rel), time.time()),
+                (stored, model_id, float(prob), self._file_sig(rel), time.time()),
             )
 
     def predictions(self, model_id: str) -> dict[str, float]:
@@ -436,25 +460,26 @@ class Project:
         rows = self._query(
             "SELECT rel, prob, file_sig FROM predictions WHERE model_id=? ORDER BY rel", (model_id,)
         )
-        return {rel: prob for rel, prob, sig in rows if sig is None or sig == self._file_sig(rel)}
+        found = ((_from_db(rel), prob, sig) for rel, prob, sig in rows)
+        return {rel: prob for rel, prob, sig in found if sig is None or sig == self._file_sig(rel)}
 
     def store_relevance(self, rel: str, model_id: str, rule_set: str, array: np.ndarray) -> None:
         """Cache a relevance (or any) map as an ``.npy`` file, written atomically, and index it."""
-        _check_rel(rel)
-        digest = hashlib.sha256(f"{rel}\0{model_id}\0{rule_set}".encode()).hexdigest()[:32]
+        stored = _db_rel(rel)
+        digest = hashlib.sha256(f"{stored}\0{model_id}\0{rule_set}".encode()).hexdigest()[:32]
         name = f"{digest}.npy"
         atomic_save_npy(self.cache_dir / name, array)
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO relevance VALUES (?, ?, ?, ?, ?, ?)",
-                (rel, model_id, rule_set, name, self._file_sig(rel), time.time()),
+                (stored, model_id, rule_set, name, self._file_sig(rel), time.time()),
             )
 
     def load_relevance(self, rel: str, model_id: str, rule_set: str) -> np.ndarray | None:
         """A cached map, or None if absent, unreadable, or the image file changed since."""
         rows = self._query(
             "SELECT file, file_sig FROM relevance WHERE rel=? AND model_id=? AND rule_set=?",
-            (_check_rel(rel), model_id, rule_set),
+            (_db_rel(rel), model_id, rule_set),
         )
         if not rows or (rows[0][1] is not None and rows[0][1] != self._file_sig(rel)):
             return None
