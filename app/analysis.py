@@ -25,7 +25,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.thumbnails import display_rgb8
-from app.workers import track
+from app.workers import lower_thread_priority, track
 from core.images import ImageReadError, read_image
 from core.pipeline import Analysis, analyse, predict
 
@@ -168,7 +168,7 @@ class AnalysisService(QObject):
         self._thread = _ServiceThread(self)
         self._thread.setObjectName("analysis-service")
         track(self._thread)
-        self._thread.start()
+        self._thread.start(QThread.Priority.LowPriority)
 
     # ----------------------------------------------------------------- requests (GUI thread)
     def _push(self, tasks: Iterable[_Task], drop: Callable[[_Task], bool] | None = None) -> None:
@@ -300,5 +300,6 @@ class _ServiceThread(QThread):
         self._service = service
 
     def run(self) -> None:
+        lower_thread_priority()
         while (task := self._service._next_task()) is not None:
             self._service._run_task(task)

@@ -175,7 +175,11 @@ class SidePanel(QWidget):
         )
         self.fit_plot.addItem(self._fit_bars)
         self._legend = self.fit_plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
-        self._curves: list[pg.PlotDataItem] = []
+        # Curves are created once and only get new data per image: building plot items costs milliseconds.
+        self._curves = [self.fit_plot.plot([], [], pen=pg.mkPen(colour, width=2)) for colour in COMPONENT_COLOURS]
+        self._legend_names: tuple[str, ...] = ()
+        for plot in (self.histogram, self.fit_plot):
+            plot.disableAutoRange()
         self.fit_title = QLabel("Mixture fit")
         self.fit_title.setObjectName("Muted")
         self.fit_title.setWordWrap(True)
@@ -299,26 +303,32 @@ class SidePanel(QWidget):
         if score_edges is None or score_counts is None:
             self._bars.setData([], [])
         else:
-            self._bars.setData(np.asarray(score_edges, float), np.asarray(score_counts, float))
-        self.histogram.setXRange(0, 1, padding=0.02)
-        self.histogram.enableAutoRange(axis="y")
-        for curve in self._curves:
-            self.fit_plot.removeItem(curve)
-        self._curves = []
-        self._legend.clear()
+            counts = np.asarray(score_counts, float)
+            self._bars.setData(np.asarray(score_edges, float), counts)
+            self.histogram.setYRange(0, max(1.0, float(counts.max())) * 1.05, padding=0)
         has_fit = fit_edges is not None and fit_density is not None
+        curves = list(curves)[: len(self._curves)] if has_fit else []
         if has_fit:
-            self._fit_bars.setData(np.asarray(fit_edges, float), np.asarray(fit_density, float))
-            for i, (name, x, y) in enumerate(curves):
-                pen = pg.mkPen(COMPONENT_COLOURS[i % len(COMPONENT_COLOURS)], width=2)
-                self._curves.append(
-                    self.fit_plot.plot(np.asarray(x, float), np.asarray(y, float), name=name, pen=pen)
-                )
-            self.fit_plot.autoRange(padding=0.02)
+            density = np.asarray(fit_density, float)
+            self._fit_bars.setData(np.asarray(fit_edges, float), density)
+            top = max([float(density.max())] + [float(np.max(y)) for _, _, y in curves])
+            self.fit_plot.setRange(xRange=(float(fit_edges[0]), float(fit_edges[-1])), yRange=(0, top * 1.05),
+                                   padding=0.02)
             self.fit_title.setText(f"Mixture fit · {domain}" if domain else "Mixture fit")
             self.fit_title.setToolTip(domain)
         else:
             self._fit_bars.setData([], [])
+        for i, item in enumerate(self._curves):
+            if i < len(curves):
+                item.setData(np.asarray(curves[i][1], float), np.asarray(curves[i][2], float))
+            else:
+                item.setData([], [])
+        names = tuple(name for name, _, _ in curves)
+        if names != self._legend_names:
+            self._legend.clear()
+            for item, name in zip(self._curves, names, strict=False):
+                self._legend.addItem(item, name)
+            self._legend_names = names
         self.fit_plot.setVisible(has_fit)
         self.fit_title.setVisible(has_fit)
         self.histogram_note.setText(note)

@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from app.workers import track
+from app.workers import lower_thread_priority, track
 from core.images import ImageReadError, read_image
 from core.preprocess import to_float_rgb
 
@@ -57,6 +57,7 @@ class _ThumbnailTask(QRunnable):
         self._loader = loader
 
     def run(self) -> None:
+        lower_thread_priority()
         rel = self._loader._next_request()
         if rel is None:
             return

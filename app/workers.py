@@ -8,7 +8,11 @@ thread through queued connections. Cancellation is cooperative: :meth:`Job.cance
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import threading
 import traceback
 import weakref
 from collections.abc import Callable
@@ -30,6 +34,23 @@ _POOLS: weakref.WeakSet[QThreadPool] = weakref.WeakSet()
 def track(worker: QThread | QThreadPool) -> None:
     """Register a thread or pool of the app so :func:`running_threads` can find it (tests use this)."""
     (_POOLS if isinstance(worker, QThreadPool) else _THREADS).add(worker)
+
+
+BACKGROUND_NICENESS = 10
+
+
+def lower_thread_priority(niceness: int = BACKGROUND_NICENESS) -> None:
+    """Make the calling worker thread yield the CPU to the GUI thread (idempotent).
+
+    On Linux each thread has its own nice value and Qt ignores ``QThread`` priorities, so the thread sets its
+    nice value to the process's (the main thread's) plus ``niceness``; elsewhere
+    ``QThread.Priority.LowPriority`` (set at start) does the job. Raising one's own nice value needs no
+    privileges; failures are ignored (the app still works, only less smoothly).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + niceness)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), target)
 
 
 def running_threads() -> list[str]:
@@ -85,6 +106,7 @@ class Job(QThread):
         self.token.cancel()
 
     def run(self) -> None:  # noqa: D102 - Qt override, runs on the worker thread
+        lower_thread_priority()
         try:
             result = self._fn(self.progressed.emit, self.token)
         except Cancelled:
@@ -140,7 +162,7 @@ class JobManager(QObject):
             job.cancelled.connect(on_cancel)
         job.finished.connect(lambda: self._forget(name, job))
         self._jobs[name] = job
-        job.start()
+        job.start(QThread.Priority.LowPriority)
         self.changed.emit()
         return job
 
