@@ -148,10 +148,12 @@ class AnalysisService(QObject):
         ``{rel: P(damaged)}`` for one batch.
     """
 
-    image_loaded = Signal(str, object)
+    # Relative paths travel as ``object``: ``Signal(str)`` would drop the surrogate escapes with which Python
+    # represents file names that are not valid UTF-8.
+    image_loaded = Signal(object, object)
     analysed = Signal(object, object, object)
-    failed = Signal(str, str)
-    unreadable = Signal(str, str)
+    failed = Signal(object, object)
+    unreadable = Signal(object, object)
     predicted = Signal(str, object)
 
     def __init__(

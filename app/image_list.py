@@ -24,6 +24,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from app.thumbnails import THUMB_SIZE, ThumbnailLoader
+from app.workers import display_text
 from core.labels import DAMAGED, UNDAMAGED
 
 ROW_HEIGHT = THUMB_SIZE + 8
@@ -268,7 +269,7 @@ class ImageListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and column == 0:
             return self.thumbnails.get(rel) if self.thumbnails is not None else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self.errors.get(rel, rel)
+            return display_text(self.errors.get(rel, rel))
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == 1:
                 return LABEL_COLOURS[self.labels.get(rel)]
@@ -282,7 +283,7 @@ class ImageListModel(QAbstractTableModel):
 
     def _display(self, rel: str, column: int) -> str:
         if column == 0:
-            return Path(rel).name
+            return display_text(Path(rel).name)
         if column == 1:
             return self.labels.get(rel, "—")
         if column == 2:

@@ -81,7 +81,7 @@ class JobController(QObject):
         text = f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.3f}"
         if p.val_balanced_accuracy is not None:
             text += f", validation balanced accuracy {p.val_balanced_accuracy:.2f}"
-        self.window.statusBar().showMessage(text)
+        self.window.show_status(text)
 
     def _trained(self, handle: ModelHandle) -> None:
         self.window.install_model(handle, remember=True)
@@ -130,7 +130,7 @@ class JobController(QObject):
         done, total, rel = p
         self.progress.setValue(round(1000 * done / max(1, total)))
         self.progress.setFormat(f"export {done}/{total}")
-        self.window.statusBar().showMessage(f"Exporting {rel}")
+        self.window.show_status(f"Exporting {rel}")
 
     # ----------------------------------------------------------------- common
     def cancel(self) -> None:
@@ -138,19 +138,19 @@ class JobController(QObject):
         for name in LONG_JOBS:
             if self.jobs.is_running(name):
                 self.jobs.cancel(name)
-                self.window.statusBar().showMessage(f"Cancelling {name}…")
+                self.window.show_status(f"Cancelling {name}…")
 
     def _started(self, message: str) -> None:
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.progress.show()
         self.cancel_button.show()
-        self.window.statusBar().showMessage(message)
+        self.window.show_status(message)
 
     def _ended(self, message: str) -> None:
         self.progress.hide()
         self.cancel_button.hide()
-        self.window.statusBar().showMessage(message, 15000)
+        self.window.show_status(message, 15000)
 
     def _failed(self, title: str, message: str) -> None:
         self._ended(title)

@@ -19,7 +19,7 @@ class ListPanel(QWidget):
         The user (or code) moved the current row to image ``rel``.
     """
 
-    current_changed = Signal(str)
+    current_changed = Signal(object)  # not str: keeps the surrogate escapes of non-UTF-8 file names
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

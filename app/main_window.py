@@ -23,6 +23,7 @@ from app.list_panel import ListPanel
 from app.qt_compat import install_refcount_guard
 from app.side_panel import SidePanel
 from app.viewer import ImageViewer
+from app.workers import display_text
 from core.device import describe_device, resolve_device
 from core.project import Project
 
@@ -167,7 +168,7 @@ class MainWindow(QMainWindow):
         if not self.list_model.rowCount():
             self.viewer.set_image(None, "No images in this folder")
         if project.scan_problems:
-            self.statusBar().showMessage(f"{len(project.scan_problems)} files skipped while scanning", 10000)
+            self.show_status(f"{len(project.scan_problems)} files skipped while scanning", 10000)
         self._load_saved_model()
         self._update_actions()
         self._update_status()
@@ -194,7 +195,7 @@ class MainWindow(QMainWindow):
         if path is None:
             return
         if not path.exists():
-            self.statusBar().showMessage(f"Saved model {path} is missing; train a new one (Ctrl+T)", 10000)
+            self.show_status(f"Saved model {path} is missing; train a new one (Ctrl+T)", 10000)
             return
         self._load_model(path, remember=False, title="Cannot load the saved model")
 
@@ -243,7 +244,7 @@ class MainWindow(QMainWindow):
             for rel, p in probabilities.items():
                 self.project.store_prediction(rel, model_id, p)
         except Exception as error:  # the list still shows them; only the project cache misses them
-            self.statusBar().showMessage(f"Could not store predictions: {error}", 8000)
+            self.show_status(f"Could not store predictions: {error}", 8000)
         self.list_model.set_probabilities(probabilities)
         if self.current in probabilities:
             self._update_info(self.current_analysis())
@@ -338,7 +339,7 @@ class MainWindow(QMainWindow):
             if rel in self.list_model.errors:
                 self.viewer.set_image(None, "Unreadable image")
             self.panel.set_distribution(note=message)
-            self.statusBar().showMessage(message, 10000)
+            self.show_status(message, 10000)
             self._update_info()
 
     def _show_analysis(self, key: AnalysisKey, analysis, view: session.ViewData | None) -> None:
@@ -383,9 +384,9 @@ class MainWindow(QMainWindow):
         if x < 0:
             self.statusBar().clearMessage()
         elif analysis is None or analysis.relevance.shape[:2] != self.viewer.image_item.image.shape[:2]:
-            self.statusBar().showMessage(f"x {x}  y {y}")
+            self.show_status(f"x {x}  y {y}")
         else:
-            self.statusBar().showMessage(f"x {x}  y {y}   relevance {analysis.relevance[y, x]:+.3g}   "
+            self.show_status(f"x {x}  y {y}   relevance {analysis.relevance[y, x]:+.3g}   "
                                          f"score {analysis.segmentation.score[y, x]:.3f}")
 
     # ================================================================= labels
@@ -426,7 +427,7 @@ class MainWindow(QMainWindow):
             self.error(f"{name.capitalize()} failed", str(error))
             return
         if rel is None:
-            self.statusBar().showMessage(empty, 3000)
+            self.show_status(empty, 3000)
             return
         self.list_model.set_label(rel, self.project.label(rel))
         self.list_panel.update_counts()
@@ -486,7 +487,7 @@ class MainWindow(QMainWindow):
         try:
             self.project.set_threshold_override(rel, key, value)
         except Exception as error:
-            self.statusBar().showMessage(f"Threshold for {rel} not saved: {error}", 8000)
+            self.show_status(f"Threshold for {rel} not saved: {error}", 8000)
             return
         analysis = self.current_analysis() if rel == self.current else None
         if analysis is not None:
@@ -551,12 +552,17 @@ class MainWindow(QMainWindow):
         self.rule_label.setText(f"rules: {self.rule_set}")
         self.segmenter_label.setText(f"segmenter: {self.segmenter}")
 
+    def show_status(self, message: str, timeout_ms: int = 0) -> None:
+        """A message in the status bar (file names that are not UTF-8 shown with U+FFFD)."""
+        self.statusBar().showMessage(display_text(message), timeout_ms)
+
     def error(self, title: str, message: str) -> None:
         """Show a readable error in a window-modal box (the event loop and the workers keep running)."""
         log.warning("%s: %s", title, message)
         self.last_error = (title, message)
-        self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 15000)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        self.show_status(f"{title}: {message.splitlines()[0] if message else ''}", 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, display_text(title), display_text(message),
+                          QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.workers import display_text
+
 SLIDER_STEPS = 1000
 COMPONENT_COLOURS = ("#58a6ff", "#ff7b72", "#d2a8ff", "#7ee787")
 
@@ -331,7 +333,7 @@ class SidePanel(QWidget):
             self._legend_names = names
         self.fit_plot.setVisible(has_fit)
         self.fit_title.setVisible(has_fit)
-        self.histogram_note.setText(note)
+        self.histogram_note.setText(display_text(note))
         self.histogram_note.setVisible(bool(note))
 
     # ----------------------------------------------------------------- choices
@@ -344,5 +346,5 @@ class SidePanel(QWidget):
 
     def set_image_info(self, title: str, info: str) -> None:
         """The current image's name and a line about its label, prediction and analysis."""
-        self.title.setText(title)
-        self.info.setText(info)
+        self.title.setText(display_text(title))
+        self.info.setText(display_text(info))

@@ -47,8 +47,8 @@ def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
 
 
 class _LoaderSignals(QObject):
-    loaded = Signal(str, QImage)
-    failed = Signal(str, str)
+    loaded = Signal(object, QImage)  # paths as object: Signal(str) drops surrogate escapes
+    failed = Signal(object, object)
 
 
 class _ThumbnailTask(QRunnable):
@@ -84,8 +84,8 @@ class ThumbnailLoader(QObject):
         Requests kept waiting; older ones (rows scrolled past) are dropped.
     """
 
-    loaded = Signal(str)
-    failed = Signal(str, str)
+    loaded = Signal(object)
+    failed = Signal(object, object)
 
     def __init__(
         self,

@@ -63,6 +63,11 @@ def running_threads() -> list[str]:
     return names
 
 
+def display_text(text: str) -> str:
+    """``text`` safe for Qt: file names that are not valid UTF-8 (surrogate escapes) shown with U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def describe_error(error: BaseException) -> str:
     """A one-paragraph message for a dialog: the exception's own text, prefixed by its type when unclear."""
     text = str(error).strip()
@@ -116,7 +121,7 @@ class Job(QThread):
         except Exception as error:  # every failure becomes a message; nothing escapes the thread
             log.error("job %s failed:\n%s", self.name, traceback.format_exc())
             self.outcome = "failed"
-            self.failed.emit(describe_error(error))
+            self.failed.emit(display_text(describe_error(error)))
             return
         if self.token.cancelled:
             self.outcome = "cancelled"
