@@ -22,6 +22,7 @@ from app.jobs_ui import JobController
 from app.list_panel import ListPanel
 from app.qt_compat import install_refcount_guard
 from app.side_panel import SidePanel
+from app.train_dialog import TrainSettingsDialog
 from app.viewer import ImageViewer
 from app.workers import display_text
 from core.device import describe_device, resolve_device
@@ -516,6 +517,14 @@ class MainWindow(QMainWindow):
         """Retrain from the current labels in the background (Ctrl+T)."""
         return self.job_controller.start_training()
 
+    def edit_train_settings(self) -> None:
+        """Edit the network and schedule of the next training (project setting ``train_config``)."""
+        if self.project is None:
+            return
+        dialog = TrainSettingsDialog(self.project.get_setting("train_config", {}), self)
+        if dialog.exec():
+            self.project.set_setting("train_config", dialog.values())
+
     def choose_export(self, selection_only: bool) -> None:
         """Ask for a folder and export masks (Ctrl+E, Ctrl+Shift+E)."""
         self.job_controller.choose_export(selection_only)
@@ -540,7 +549,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(busy)
         self.open_action.setEnabled(not busy)
         for action in (self.damaged_action, self.undamaged_action, self.clear_action, self.undo_action,
-                       self.redo_action, self.load_model_action):
+                       self.redo_action, self.load_model_action, self.train_settings_action):
             action.setEnabled(has_project)
 
     def _update_status(self) -> None:

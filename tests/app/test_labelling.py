@@ -111,3 +111,14 @@ def test_entry_point_arguments():
     args = parse_args(["/some/folder", "--device", "cpu"])
     assert args.folder == "/some/folder" and args.device == "cpu"
     assert parse_args([]).folder is None
+
+
+def test_training_settings_dialog_round_trip(qtbot, slim_settings):
+    from app.train_dialog import TrainSettingsDialog
+
+    dialog = TrainSettingsDialog(slim_settings)
+    qtbot.addWidget(dialog)
+    values = dialog.values()
+    assert {k: values[k] for k in slim_settings} == slim_settings
+    dialog.restore_defaults()
+    assert dialog.values()["width"] == 1.0 and dialog.values()["input_size"] == 224

@@ -139,3 +139,26 @@ def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_
     assert provenance["segmenter"] == window.segmenter and provenance["rule_set"] == window.rule_set
     assert provenance["threshold_overrides"] == {rel: 0.0}
     wait_idle(window)
+
+
+def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder, slim_checkpoint, qtbot,
+                                                       wait_idle):
+    _use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    assert window.current_analysis().segmentation.method == "bmm"
+    assert "bmm" in window.segmenter_label.text() and window.handle.model_id in window.model_label.text()
+    panel = window.panel
+    params = window.current_analysis().segmentation.params
+    if not params.get("degenerate"):
+        assert panel.fit_plot.isVisibleTo(window) and panel._legend_names == ("background", "damage")
+    panel.segmenter.setCurrentText("simple")
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    assert window.current_analysis().segmentation.method == "simple"
+    assert not panel.fit_plot.isVisibleTo(window)
+    assert window.project.get_setting("segmenter") == "simple"
+    panel.rule_set.setCurrentText("montavon")
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    assert window.current_analysis().rule_set == "montavon" and "montavon" in window.rule_label.text()
+    wait_idle(window)

@@ -1,0 +1,80 @@
+"""Pieces of the app on their own: overlay lookup tables, the byte-bounded cache, the thumbnail cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.analysis import ByteLRU
+from app.viewer import ZERO_INDEX, heatmap_lut, mask_lut, relevance_to_uint8, score_to_index, threshold_index
+
+
+def test_heatmap_is_symmetric_with_transparent_zero():
+    relevance = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]], dtype=np.float32)
+    index, scale = relevance_to_uint8(relevance)
+    assert index[0, 2] == ZERO_INDEX
+    assert int(index[0, 4]) - ZERO_INDEX == ZERO_INDEX - int(index[0, 0])  # symmetric about zero
+    assert scale > 0
+    lut = heatmap_lut()
+    assert lut.shape == (256, 4) and lut.dtype == np.uint8
+    assert lut[ZERO_INDEX, 3] == 0 and lut[255, 3] == 255 and lut[1, 3] > 200
+
+
+def test_mask_lut_matches_score_threshold():
+    score = np.linspace(0, 1, 1001, dtype=np.float32).reshape(7, 143)
+    index = score_to_index(score)
+    for threshold in (0.0, 0.25, 0.5, 0.731, 1.0):
+        shown = mask_lut(threshold)[index][..., 3] > 0
+        exact = score >= threshold
+        assert np.mean(shown != exact) < 0.005  # only uint8 rounding at the border
+    assert threshold_index(0.0) == 0 and threshold_index(1.0) == 255
+    assert not mask_lut(0.5, enabled=False)[..., 3].any()
+
+
+def test_viewer_tick_changes_only_the_lookup_table(qtbot):
+    from app.viewer import ImageViewer
+
+    viewer = ImageViewer()
+    qtbot.addWidget(viewer)
+    rng = np.random.default_rng(0)
+    viewer.set_image(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    viewer.set_relevance(rng.standard_normal((32, 32)).astype(np.float32))
+    viewer.set_score(rng.random((32, 32)).astype(np.float32), 0.5)
+    image = viewer.mask_item.image
+    before = viewer.displayed_mask().copy()
+    viewer.set_threshold(0.9)
+    assert viewer.mask_item.image is image
+    assert viewer.displayed_mask().sum() < before.sum()
+    viewer.set_mask_style("outline")
+    assert viewer.mask_item.image is not image and set(np.unique(viewer.mask_item.image)) <= {0, 1}
+    with pytest.raises(ValueError):
+        viewer.set_mask_style("dotted")
+
+
+def test_byte_lru_evicts_least_recently_used():
+    cache = ByteLRU(max_bytes=3000)
+    for key in "abc":
+        cache.put(key, np.zeros(1000, dtype=np.uint8))
+    cache.get("a")
+    cache.put("d", np.zeros(1000, dtype=np.uint8))
+    assert "b" not in cache and {"a", "c", "d"} <= {k for k, _ in cache.items()}
+    assert cache.bytes <= 3000
+
+
+def test_thumbnail_cache_is_bounded(qtbot, tmp_path):
+    import cv2
+
+    from app.thumbnails import ThumbnailLoader
+
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((20, 30), i * 20, np.uint8))
+    loader = ThumbnailLoader(tmp_path, capacity=5, size=16)
+    try:
+        for i in range(12):
+            loader.request(f"{i:02d}.png")
+        qtbot.waitUntil(lambda: loader.get("11.png") is not None, timeout=10000)
+        qtbot.wait(200)
+        assert loader.cached_count() <= 5
+        assert max(loader.get("11.png").width(), loader.get("11.png").height()) == 16
+    finally:
+        assert loader.shutdown()
