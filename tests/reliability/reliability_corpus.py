@@ -242,7 +242,7 @@ def make_corpus(folder: Path, unreadable: bool = True) -> list[Case]:
         _encode(bgr, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
     )
     add(Case("non-UTF-8 file name", NON_UTF8_NAME, "ok", shape=(48, 64, 3)), png)
-    add(Case("255-byte file name", LONG_NAME, "ok", shape=(48, 64, 3)), png)
+    add(Case("254-byte file name", LONG_NAME, "ok", shape=(48, 64, 3)), png)
     add(Case("long non-ASCII file name", LONG_UTF8_NAME, "ok", shape=(48, 64, 3)), png)
     add(Case("2 × 96 strip", "strip.png", "ok", shape=(2, 96, 3)), _encode(_picture(2, 96, seed=3), ".png"))
     return cases
