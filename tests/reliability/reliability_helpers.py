@@ -180,15 +180,15 @@ def label_ops(seed: int, count: int) -> list[tuple]:
     return ops
 
 
-#: A child process: ``python -c LABELLER FOLDER SEED`` runs ``label_ops(SEED, 400)`` on the project of FOLDER
-#: and prints ``committed <index>`` after each operation returned (i.e. was committed).
+#: A child process: ``python -c LABELLER FOLDER SEED`` runs ``label_ops(SEED, 5000)`` on the project of
+#: FOLDER and prints ``committed <index>`` after each operation returned (i.e. was committed).
 LABELLER = """
 import sys
 from core.project import Project
 from reliability_helpers import apply_op, label_ops
 folder, seed = sys.argv[1], int(sys.argv[2])
 project = Project.open(folder)
-for index, op in enumerate(label_ops(seed, 400)):
+for index, op in enumerate(label_ops(seed, 5000)):
     apply_op(project, op)
     print("committed", index, flush=True)
 """

@@ -119,7 +119,7 @@ def test_sigkill_while_labelling_loses_no_committed_label(tmp_path):
         child = _spawn(LABELLER, folder, seed)
         lines = _kill_when(child, lambda lines, n=kill_after: len(lines) >= n)
         committed = sum(line.startswith("committed") for line in lines)
-        ops = label_ops(seed, 400)
+        ops = label_ops(seed, 5000)
         for op in ops[:committed]:
             apply_op(reference, op)
         with Project.open(folder) as reopened:
