@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
         for widget, stretch in ((self.list_panel, 0), (self.viewer, 1), (scroll, 0)):
             splitter.addWidget(widget)
             splitter.setStretchFactor(splitter.count() - 1, stretch)
-        splitter.setSizes([430, 510, 340])
+        splitter.setSizes([440, 510, 330])
         splitter.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
 

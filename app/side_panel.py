@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.workers import display_text
 
 SLIDER_STEPS = 1000
+FIT_DECADES = 7
 COMPONENT_COLOURS = ("#58a6ff", "#ff7b72", "#d2a8ff", "#7ee787")
 
 
@@ -170,7 +171,8 @@ class SidePanel(QWidget):
         self._threshold_line.setToolTip("Drag to move the threshold")
         self.histogram.addItem(self._default_line)
         self.histogram.addItem(self._threshold_line)
-        self.fit_plot = self._plot("", "density")
+        self.fit_plot = self._plot("", "density (log)")
+        self.fit_plot.setLogMode(x=False, y=True)  # mixture densities span orders of magnitude
         self.fit_plot.setToolTip("The values the mixture was fitted to, with each fitted component")
         self._fit_bars = pg.PlotDataItem(
             stepMode="center", fillLevel=0, brush=(139, 148, 158, 70), pen=pg.mkPen("#8b949e", width=1)
@@ -313,9 +315,11 @@ class SidePanel(QWidget):
         if has_fit:
             density = np.asarray(fit_density, float)
             self._fit_bars.setData(np.asarray(fit_edges, float), density)
-            top = max([float(density.max())] + [float(np.max(y)) for _, _, y in curves])
-            self.fit_plot.setRange(xRange=(float(fit_edges[0]), float(fit_edges[-1])), yRange=(0, top * 1.05),
-                                   padding=0.02)
+            # log axis: seven decades below the highest density; the bars fill down to the bottom
+            top = np.log10(max([float(density.max())] + [float(np.max(y)) for _, _, y in curves] + [1e-12]))
+            self._fit_bars.setFillLevel(top - FIT_DECADES)
+            self.fit_plot.setRange(xRange=(float(fit_edges[0]), float(fit_edges[-1])),
+                                   yRange=(top - FIT_DECADES, top + 0.2), padding=0.02)
             self.fit_title.setText(f"Mixture fit · {domain}" if domain else "Mixture fit")
             self.fit_title.setToolTip(domain)
         else:
