@@ -14,8 +14,10 @@ view instead: crops the classifier calls undamaged get an empty mask (``Analysis
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -95,14 +97,22 @@ def score_maps(
     return {"metrics": result, "curve": (precision, recall)}
 
 
-def segment_all(relevance: np.ndarray, method: str, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Score maps and default masks of one segmenter for a stack of relevance maps."""
-    scores, masks = [], []
-    for rel in relevance:
+def segment_all(
+    relevance: np.ndarray, method: str, seed: int, workers: int | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Score maps and default masks of one segmenter for a stack of relevance maps (maps in threads)."""
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    def one(rel: np.ndarray):
         result = segment(rel, method=method, seed=seed)
-        scores.append(result.score)
-        masks.append(result.mask)
-    return scores, masks
+        return result.score, result.mask
+
+    if workers == 1:
+        results = [one(rel) for rel in relevance]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(one, relevance))
+    return [score for score, _ in results], [mask for _, mask in results]
 
 
 def evaluate_lrp(
