@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -28,6 +29,17 @@ def limit_cpu_threads() -> None:
 
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def freeze_startup_objects() -> None:
+    """Exclude everything imported and built so far from Python's cyclic garbage collector.
+
+    torch, scipy, scikit-learn, Qt and pyqtgraph leave ~450,000 tracked objects; a full collection walks them all
+    and held the GIL, so every thread and the event loop, for 0.3-0.7 s on our 2-core machine. Frozen, the same
+    collection takes under a millisecond; objects made later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def apply_style(app, style: str = "dark") -> None:
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_style(app, args.style)
     window = MainWindow(args.folder, device=args.device)
     window.show()
+    freeze_startup_objects()
     return app.exec()
 
 

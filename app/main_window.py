@@ -210,12 +210,16 @@ class MainWindow(QMainWindow):
             self._load_model(Path(path), remember=True, title="Cannot load model")
 
     def _load_model(self, path: Path, remember: bool, title: str) -> None:
-        device = self.device
+        device, project = self.device, self.project
         if self.jobs.is_running("load-model"):
             return
+
+        def loaded(handle: ModelHandle) -> None:
+            if self.project is project:  # not if another folder was opened meanwhile
+                self.install_model(handle, remember=remember)
+
         self.jobs.start("load-model", lambda progress, cancel: session.load_model(path, device),
-                        on_success=lambda handle: self.install_model(handle, remember=remember),
-                        on_failure=lambda msg: self.error(title, msg))
+                        on_success=loaded, on_failure=lambda msg: self.error(title, msg))
 
     def install_model(self, handle: ModelHandle, remember: bool = False) -> None:
         """Use ``handle`` from now on: drop old analyses, show its stored predictions, predict the rest."""

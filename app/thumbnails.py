@@ -103,6 +103,7 @@ class ThumbnailLoader(QObject):
         self._cache: OrderedDict[str, QImage] = OrderedDict()
         self._pending: deque[str] = deque(maxlen=max_pending)
         self._queued: set[str] = set()
+        self._failed: set[str] = set()  # unreadable files are not decoded again on every repaint
         self._lock = threading.Lock()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
@@ -124,7 +125,7 @@ class ThumbnailLoader(QObject):
 
     def request(self, rel: str) -> None:
         """Queue ``rel`` for decoding unless it is cached or already queued."""
-        if self._closed or rel in self._cache:
+        if self._closed or rel in self._cache or rel in self._failed:
             return
         with self._lock:
             if rel in self._queued:
@@ -153,6 +154,7 @@ class ThumbnailLoader(QObject):
         self.loaded.emit(rel)
 
     def _on_failed(self, rel: str, message: str) -> None:
+        self._failed.add(rel)
         if not self._closed:
             self.failed.emit(rel, message)
 

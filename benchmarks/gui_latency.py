@@ -21,6 +21,7 @@ The last line is ``RESULT tick_224_ms=<x> tick_2048_ms=<y> max_stall_ms=<z>`` (m
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import sys
@@ -139,11 +140,19 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
 
     gaps: list[float] = []
     last = [time.perf_counter()]
+    collections: list[float] = []
+    started = [0.0]
 
     def tick() -> None:
         now = time.perf_counter()
         gaps.append((now - last[0]) * 1000)
         last[0] = now
+
+    def on_gc(phase: str, info: dict) -> None:  # any thread; the collector holds the GIL meanwhile
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append((time.perf_counter() - started[0]) * 1000)
 
     def step() -> None:
         if window.list_view.currentIndex().row() + 1 < window.list_model.rowCount():
@@ -162,12 +171,14 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
     stepper.timeout.connect(step)
     pump(app, 1.0)  # training past its image loading, LRP running
     last[0] = time.perf_counter()
+    gc.callbacks.append(on_gc)
     timer.start()
     if step_every_ms:
         stepper.start()
     pump(app, seconds)
     timer.stop()
     stepper.stop()
+    gc.callbacks.remove(on_gc)
     # (no signal connect/disconnect here: disconnecting a slot while cross-thread emissions are queued
     # has crashed PySide6; the analysis cache counts what arrived)
     analysed = len(window.analyses) - analysed_before
@@ -178,7 +189,8 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
     wait_until(app, window.service.is_idle, 120, "service idle")
     gaps = np.array(gaps[1:])
     return {"max_gap_ms": float(gaps.max()), "p99_gap_ms": float(np.percentile(gaps, 99)), "ticks": len(gaps),
-            "lrp_done": analysed, "training_ran_throughout": training_ran}
+            "lrp_done": analysed, "training_ran_throughout": training_ran,
+            "gc_max_ms": max(collections, default=0.0), "gc_runs": len(collections)}
 
 
 def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from app.main import apply_style, limit_cpu_threads
+    from app.main import apply_style, freeze_startup_objects, limit_cpu_threads
     from app.main_window import MainWindow
     from core.demo import make_demo
 
@@ -262,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(device="auto")
     window.resize(1280, 800)
     window.show()
+    freeze_startup_objects()  # as app.main.main does
     pump(app, 0.3)
     print(f"platform {app.platformName()}, device {window.device_label.text()}, window {window.width()}x"
           f"{window.height()}, viewer {window.viewer.width()}x{window.viewer.height()}")
@@ -281,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, gaps in (("background only", stall), ("user steps every 150 ms", stepping)):
             print(f"stall, {name}: max gap {gaps['max_gap_ms']:.1f} ms, p99 {gaps['p99_gap_ms']:.1f} ms over "
                   f"{gaps['ticks']} ticks of a 5 ms timer; {gaps['lrp_done']} LRP analyses done; training ran "
-                  f"throughout: {gaps['training_ran_throughout']}")
+                  f"throughout: {gaps['training_ran_throughout']}; {gaps['gc_runs']} GC runs, longest "
+                  f"{gaps['gc_max_ms']:.1f} ms")
 
         folder = tmp / "many"
         t0 = time.perf_counter()
