@@ -57,7 +57,8 @@ def _data_section(run: dict) -> list[str]:
         f"{data['n_images']} images (damaged = MT_Blowhole + MT_Crack, undamaged = MT_Free) in "
         f"{data['n_groups']} capture groups, found by image similarity (`benchmarks/mt_split.py`: high-pass "
         "thumbnails at 1/4 size, best normalised cross-correlation of the smaller image's centre over all "
-        "shifts in the larger, complete-linkage clustering per class cut at correlation 0.35). Whole groups "
+        "shifts in the larger, complete-linkage clustering per class cut at correlation 0.35, clusters joined "
+        "where a pair correlates at 0.7 or more). Whole groups "
         "go to one set; each class is split 60/20/20 as closely as whole groups allow.",
         "",
         "| class | images | groups | largest | single images | train | val | test |",
@@ -74,9 +75,11 @@ def _data_section(run: dict) -> list[str]:
             "",
             f"Check against the frame numbers in the file names (never read by the grouping): of "
             f"{check['runs']} runs of nearby frame numbers, {check['runs_in_one_group']} fall in one group; "
-            f"{check['groups_in_one_run']} of {check['groups']} groups lie in one run. The rest are runs in "
-            "which the camera interleaved two tile regions (split correctly by the grouping) and regions "
-            "captured again in a later run (joined by it).",
+            f"{check['groups_in_one_run']} of {check['groups']} groups lie in one run. On the full dataset we "
+            "inspected the differences: runs split across groups are two regions photographed back to back "
+            "(two exp1-exp6 series less than 150 frames apart, or interleaved); groups that span runs join "
+            "captures of one region taken again later (or, for a few MT_Free groups, tiles whose grinding "
+            "marks look alike), which only makes the split more conservative.",
         ]
     return lines + [""]
 

@@ -14,7 +14,11 @@ keeps all copies of a region in one set. We find them by image similarity alone:
    the similarity is the best correlation. Shift search absorbs the different crop boxes; no resizing,
    because all captures share one camera scale.
 3. Groups: complete-linkage agglomerative clustering (scipy) per class on ``1 - similarity``, cut at
-   similarity :data:`GROUP_THRESHOLD`: every two members of a group correlate at least that well.
+   similarity :data:`GROUP_THRESHOLD`: every two members of a group correlate at least that well. Then any
+   two groups that hold a pair correlating at :data:`MERGE_THRESHOLD` or better are joined: complete linkage
+   splits a region when one of its captures matches another poorly (one MT_Free region: 0.27 for one pair,
+   0.7-0.9 for the rest). Unrelated tiles reach 0.6-0.69 (vertical grinding marks align under shifts);
+   0.7 and above we only saw within one region; lower merge thresholds chain hundreds of images together.
 
 Checked against the capture numbers in the file names (``exp<k>_num_<frame>``; copies of one region have
 nearby frame numbers), which the method never reads: on all 1124 images it recovers the runs of six
@@ -37,6 +41,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
 from core.images import read_image
@@ -49,6 +55,7 @@ FINGERPRINT_FACTOR = 4
 FINGERPRINT_SIGMA = 1.5
 TEMPLATE_FRACTION = 0.6
 GROUP_THRESHOLD = 0.35
+MERGE_THRESHOLD = 0.7
 
 _CAPTURE = re.compile(r"exp(\d+)_num_(\d+)")
 
@@ -153,9 +160,10 @@ def capture_groups(
     images: Sequence[np.ndarray],
     labels: Sequence[str],
     threshold: float = GROUP_THRESHOLD,
+    merge_threshold: float = MERGE_THRESHOLD,
     workers: int | None = None,
 ) -> np.ndarray:
-    """Group near-duplicate captures: complete linkage on ``1 - similarity`` within each label.
+    """Group near-duplicate captures: complete linkage on ``1 - similarity`` within each label, then merging.
 
     Parameters
     ----------
@@ -164,7 +172,9 @@ def capture_groups(
     labels
         Class of each image; images of different classes never share a group.
     threshold
-        Every two members of a group have similarity >= ``threshold``.
+        Complete-linkage cut: every two members of a cluster have similarity >= ``threshold``.
+    merge_threshold
+        Clusters holding a pair of at least this similarity are joined.
 
     Returns
     -------
@@ -184,8 +194,12 @@ def capture_groups(
         distance = np.clip(1.0 - sims, 0.0, 2.0)
         np.fill_diagonal(distance, 0.0)
         tree = linkage(squareform(distance, checks=False), method="complete")
-        local = fcluster(tree, t=1.0 - threshold, criterion="distance")
-        _, local = np.unique(local, return_inverse=True)
+        local = fcluster(tree, t=1.0 - threshold, criterion="distance") - 1
+        a, b = np.nonzero(np.triu(sims >= merge_threshold, k=1))
+        n_clusters = int(local.max()) + 1
+        links = coo_matrix((np.ones(len(a)), (local[a], local[b])), shape=(n_clusters, n_clusters))
+        _, merged = connected_components(links, directed=False)
+        _, local = np.unique(merged[local], return_inverse=True)
         groups[idx] = local + next_id
         next_id += int(local.max()) + 1
     return groups

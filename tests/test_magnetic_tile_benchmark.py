@@ -64,6 +64,17 @@ def test_grouping_joins_relit_shifted_recrops_and_nothing_else():
     assert np.array_equal(same_truth, same_group)
 
 
+def test_grouping_joins_a_chain_of_overlapping_captures_by_its_strong_links():
+    rng = np.random.default_rng(3)
+    base = _texture(rng, height=420, width=200)
+    images = [_capture(base, rng, top, 0, 300, 200, 1.0 + 0.2 * k, 10.0 * k) for k, top in enumerate((0, 48, 96))]
+    prints = [fingerprint(im) for im in images]
+    assert similarity(prints[0], prints[1]) > 0.8 and similarity(prints[1], prints[2]) > 0.8
+    assert similarity(prints[0], prints[2]) < 0.35  # no shift aligns the two ends
+    assert len(set(capture_groups(images, ["a"] * 3, merge_threshold=1.01, workers=1))) == 2
+    assert len(set(capture_groups(images, ["a"] * 3, workers=1))) == 1
+
+
 def test_grouping_never_joins_classes():
     rng = np.random.default_rng(1)
     base = _texture(rng)
