@@ -78,6 +78,18 @@ def test_fast_engine_equals_zennit_stock_rules(head, rule_set, batch, maxpool):
     np.testing.assert_array_equal(fast.logits, stock.logits)
 
 
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("rule_set", ["ours", "montavon"])
+def test_fast_engine_agrees_with_stock_rules_in_float32(head, rule_set):
+    """float32 (the default) keeps the agreement, also where α-β derives W⁻x + b⁻ from the layer output."""
+    model = small_model(head)
+    x = images(2, dtype=torch.float32)
+    fast = explain(model, x, rule_set=rule_set)
+    stock = explain(model, x, rule_set=f"zennit_{rule_set}")
+    assert fast.relevance.dtype == np.float32
+    assert max_relative_error(fast.relevance, stock.relevance) <= 1e-5
+
+
 def test_avg_pool_redistribution_differs_from_winner_take_all():
     model = small_model("128n")
     wta = explain(model, images(1), maxpool="wta", dtype=torch.float64)
