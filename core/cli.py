@@ -22,6 +22,7 @@ from core.images import ImageReadError, scan_folder
 from core.labels import labels_from_folders, read_labels, write_labels
 from core.lrp import RULE_SETS
 from core.models import HEADS
+from core.project import ProjectError
 from core.segment import SEGMENTERS
 
 ARCHS = {"vgg-a": 1.0, "slim": 0.25}
@@ -42,12 +43,8 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="lrpseg", description="Pixel masks from image-level labels via LRP."
-    )
-    parser.add_argument(
-        "--version", action="store_true", help="print version, torch, CUDA and device, then exit"
-    )
+    parser = argparse.ArgumentParser(prog="lrpseg", description="Pixel masks from image-level labels via LRP.")
+    parser.add_argument("--version", action="store_true", help="print version, torch, CUDA and device, then exit")
     sub = parser.add_subparsers(dest="command")
 
     demo = sub.add_parser("demo", help="write a synthetic damaged/undamaged image folder with known masks")
@@ -78,9 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-size", type=int, default=224, help="model input side, multiple of 32")
     train.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
     train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument(
-        "--lr-fc", type=float, default=1e-3, help="learning rate of the FC layers (paper: 1e-3)"
-    )
+    train.add_argument("--lr-fc", type=float, default=1e-3, help="learning rate of the FC layers (paper: 1e-3)")
     train.add_argument(
         "--lr-conv",
         type=float,
@@ -162,9 +157,7 @@ def run_demo(args) -> int:
     from core.demo import make_demo
 
     make_demo(args.dir, n_damaged=args.damaged, n_undamaged=args.undamaged, size=args.size, seed=args.seed)
-    print(
-        f"wrote {args.damaged + args.undamaged} images to {args.dir / 'images'}, masks: {args.dir / 'masks'}"
-    )
+    print(f"wrote {args.damaged + args.undamaged} images to {args.dir / 'images'}, masks: {args.dir / 'masks'}")
     return 0
 
 
@@ -201,9 +194,7 @@ def run_train(args) -> int:
             if p.val_balanced_accuracy is not None:
                 bar.set_postfix(loss=f"{p.loss:.3f}", val_bacc=f"{p.val_balanced_accuracy:.3f}")
 
-    result = train_to_checkpoint(
-        [p for p, _ in chosen], [label for _, label in chosen], config, args.out, progress
-    )
+    result = train_to_checkpoint([p for p, _ in chosen], [label for _, label in chosen], config, args.out, progress)
     bar.close()
     s = result.summary
     bacc = "n/a" if s["val_balanced_accuracy"] is None else f"{s['val_balanced_accuracy']:.3f}"
@@ -300,9 +291,7 @@ def run_labels(args) -> int:
             unknown = sorted(set(labels) - known)
             for name in unknown:
                 print(f"warning: {name} is not an image of {args.folder}; skipped", file=sys.stderr)
-            for name, label in labels.items():
-                if name in known:
-                    project.set_label(name, label)
+            project.set_labels({name: label for name, label in labels.items() if name in known})
             print(f"imported {len(labels) - len(unknown)} labels into {args.folder}")
         elif args.action == "export":
             if not args.file:
@@ -338,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (CommandError, CheckpointError, ImageReadError, ValueError, OSError) as error:
+    except (CommandError, CheckpointError, ImageReadError, ProjectError, ValueError, OSError) as error:
         print(f"lrpseg {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Cancelled:

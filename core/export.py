@@ -82,6 +82,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_NAME_BYTES = 200
+
+
+def _short_name(stem: str) -> str:
+    """``stem`` if it fits file-name limits (255 bytes) with room for suffixes, else a cut plus a short hash."""
+    encoded = stem.encode("utf-8", "surrogateescape")
+    if len(encoded) <= MAX_NAME_BYTES:
+        return stem
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    cut = encoded[: MAX_NAME_BYTES - 13].decode("utf-8", "ignore")
+    return f"{cut}~{digest}"
+
+
 @dataclass
 class ExportedImage:
     """What the export did for one image."""
@@ -131,9 +144,9 @@ class Exporter:
         self._coco_annotations: list[dict] = []
 
     def _name_for(self, image_path: Path) -> str:
-        name = image_path.stem
+        name = _short_name(image_path.stem)
         if name in self._used_names:
-            name = "__".join([*image_path.parent.parts[-2:], image_path.stem])
+            name = _short_name("__".join([*image_path.parent.parts[-2:], image_path.stem]))
         suffix = 2
         base = name
         while name in self._used_names:
@@ -158,7 +171,11 @@ class Exporter:
         threshold: float | None = None,
         error: str | None = None,
     ) -> ExportedImage:
-        """Export one image's mask (and score map); with ``error`` only the error is recorded."""
+        """Export one image's mask (and score map); with ``error`` only the error is recorded.
+
+        A file that cannot be written (full disk, permissions) is recorded as this image's error; the export
+        goes on with the next image.
+        """
         image_path = Path(image_path)
         record = ExportedImage(
             image=str(image_path),
@@ -171,6 +188,16 @@ class Exporter:
         if error is not None or mask is None:
             return record
         name = self._name_for(image_path)
+        try:
+            self._write_image_files(name, mask, score, record)
+        except OSError as failure:
+            record.error = f"{image_path}: could not write its mask: {failure}"
+            return record
+        if self.write_coco:
+            self._add_coco(image_path, mask)
+        return record
+
+    def _write_image_files(self, name: str, mask: np.ndarray, score: np.ndarray | None, record: ExportedImage):
         mask_path = self.out_dir / f"{name}.png"
         if self._write(mask_path, encode_png(mask_to_uint8(mask)), record):
             record.mask = mask_path.name
@@ -181,36 +208,26 @@ class Exporter:
             if self._write(npy_path, buffer.getvalue(), record):
                 record.scores = f"{SCORES_DIR}/{npy_path.name}"
             self._write(self.out_dir / SCORES_DIR / f"{name}.png", encode_png(score_to_uint8(score)), record)
-        if self.write_coco:
-            image_id = len(self._coco_images) + 1
-            self._coco_images.append(
-                {
-                    "id": image_id,
-                    "file_name": image_path.name,
-                    "height": int(mask.shape[0]),
-                    "width": int(mask.shape[1]),
-                }
-            )
-            if mask.any():
-                ys, xs = np.nonzero(mask)
-                bbox = [
-                    int(xs.min()),
-                    int(ys.min()),
-                    int(xs.max() - xs.min() + 1),
-                    int(ys.max() - ys.min() + 1),
-                ]
-                self._coco_annotations.append(
-                    {
-                        "id": len(self._coco_annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": 1,
-                        "segmentation": rle_encode(mask),
-                        "area": int(mask.sum()),
-                        "bbox": bbox,
-                        "iscrowd": 1,
-                    }
-                )
-        return record
+
+    def _add_coco(self, image_path: Path, mask: np.ndarray) -> None:
+        image_id = len(self._coco_images) + 1
+        height, width = mask.shape
+        self._coco_images.append({"id": image_id, "file_name": image_path.name, "height": height, "width": width})
+        if not mask.any():
+            return
+        ys, xs = np.nonzero(mask)
+        bbox = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+        self._coco_annotations.append(
+            {
+                "id": len(self._coco_annotations) + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "segmentation": rle_encode(mask),
+                "area": int(mask.sum()),
+                "bbox": bbox,
+                "iscrowd": 1,
+            }
+        )
 
     def _write_json(self, name: str, payload: dict) -> None:
         data = json.dumps(payload, indent=2).encode()

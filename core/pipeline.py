@@ -26,14 +26,15 @@ import torch
 
 from core.cancel import CancelToken, check
 from core.device import resolve_device
-from core.images import ImageReadError, read_image
+from core.images import MAX_PIXELS, ImageReadError, read_image
 from core.lrp import explain
 from core.models import VGGA
-from core.preprocess import prepare_eval, stitch, tiles
+from core.preprocess import prepare_eval, stitch, tile_grid, tiles
 from core.segment import SegmentationResult, segment
 
 MODES = ("auto", "crop", "tile")
 TILE_FACTOR = 1.5
+MAX_TILES = 1024
 DAMAGED_THRESHOLD = 0.5
 
 __all__ = ["Analysis", "Outcome", "analyse", "predict", "resolve_device", "segment_folder", "MODES"]
@@ -114,6 +115,17 @@ def predict(
     return np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32)
 
 
+def _check_tiling_work(height: int, width: int, scale: float, input_size: int) -> None:
+    """Refuse images whose tiling would take unbounded time or memory (e.g. a 1×100,000 strip)."""
+    pixels = height * width * scale * scale
+    windows = len(tile_grid(round(height * scale), round(width * scale), input_size))
+    if pixels > MAX_PIXELS or windows > MAX_TILES:
+        raise ValueError(
+            f"a {width}×{height} image needs {windows} windows of {input_size}² after upscaling "
+            f"(limit {MAX_TILES} windows, {MAX_PIXELS:,} pixels); crop it or use --mode crop"
+        )
+
+
 def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
     if array.shape == (height, width):
         return array.astype(np.float32)
@@ -123,9 +135,7 @@ def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
 def _explain_batch(model, batch, rule_set, maxpool, batch_size=8):
     relevance, probability = [], []
     for start in range(0, len(batch), batch_size):
-        explanation = explain(
-            model, batch[start : start + batch_size], target=1, rule_set=rule_set, maxpool=maxpool
-        )
+        explanation = explain(model, batch[start : start + batch_size], target=1, rule_set=rule_set, maxpool=maxpool)
         relevance.append(explanation.relevance.astype(np.float32))
         logits = torch.as_tensor(explanation.logits, dtype=torch.float64)
         probability.append(torch.softmax(logits, dim=1)[:, 1].numpy())
@@ -178,6 +188,7 @@ def analyse(
         prob = float(probability[0])
     else:
         scale = max(1.0, model.input_size / min(height, width))
+        _check_tiling_work(height, width, scale, model.input_size)
         upscaled = (
             cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
             if scale > 1.0
@@ -233,9 +244,7 @@ def segment_folder(
         check(cancel)
         path = Path(path)
         try:
-            outcome = Outcome(
-                path, analysis=analyse(model, read_image(path), rule_set, segmenter, maxpool, mode)
-            )
+            outcome = Outcome(path, analysis=analyse(model, read_image(path), rule_set, segmenter, maxpool, mode))
         except ImageReadError as error:
             outcome = Outcome(path, error=str(error))
         except (ValueError, RuntimeError, MemoryError) as error:

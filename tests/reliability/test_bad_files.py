@@ -218,11 +218,6 @@ def test_project_labels_and_caches_every_listed_file_including_odd_names(corpus)
         project.clear_cache()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/export.py: a mask that cannot be written (here: the collision name <dir>__<dir>__<stem>.png "
-    "is over 255 bytes) raises OSError out of Exporter.add and aborts the whole batch",
-)
 def test_one_unwritable_mask_does_not_abort_the_batch(tmp_path, capsys):
     import cv2
 

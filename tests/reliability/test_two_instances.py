@@ -155,11 +155,6 @@ def test_second_writer_gets_a_clear_message_while_the_first_is_frozen_mid_write(
         assert project.label("mine.png") == UNDAMAGED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProjectLockedError,
-    reason="core/cli.py main() does not catch core.project.ProjectError: a locked project prints a traceback",
-)
 def test_cli_second_writer_gets_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "a.png").write_bytes(b"")  # listed by suffix; the label import does not decode it
     Project.open(tmp_path).close()
