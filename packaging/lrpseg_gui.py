@@ -1,0 +1,8 @@
+"""PyInstaller entry script: the bundled ``lrpseg-gui`` executable."""
+
+import sys
+
+from app.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())
