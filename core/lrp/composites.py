@@ -41,6 +41,7 @@ __all__ = [
     "MAXPOOL_MODES",
     "RULE_NAMES",
     "TABLE_1",
+    "check_maxpool",
     "zbox_bounds",
     "layer_rules",
     "table_composite",
@@ -74,6 +75,12 @@ TABLE_1: Mapping[str, Mapping[str, str]] = {
 }
 _NEEDS_NON_NEGATIVE_INPUT = {"alpha_beta", "gamma"}
 _NEEDS_RELU_AFTER = {"gamma"}
+
+
+def check_maxpool(maxpool: str) -> None:
+    """Raise ValueError unless ``maxpool`` is one of :data:`MAXPOOL_MODES`."""
+    if maxpool not in MAXPOOL_MODES:
+        raise ValueError(f"maxpool must be one of {MAXPOOL_MODES}, not {maxpool!r}")
 
 
 def zbox_bounds(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,8 +188,7 @@ def table_composite(
     zennit.composites.NameMapComposite
         Use as ``with composite.context(model): ...``.
     """
-    if maxpool not in MAXPOOL_MODES:
-        raise ValueError(f"maxpool must be one of {MAXPOOL_MODES}, not {maxpool!r}")
+    check_maxpool(maxpool)
     low, high = zbox_bounds(model)
     context = _relu_context(model)
     name_map = []
@@ -204,6 +210,5 @@ def table_composite(
 
 def avgpool_layer_map(maxpool: str) -> list:
     """``layer_map`` entry that makes a zennit stock composite spread max-pool relevance as an avg-pool."""
-    if maxpool not in MAXPOOL_MODES:
-        raise ValueError(f"maxpool must be one of {MAXPOOL_MODES}, not {maxpool!r}")
+    check_maxpool(maxpool)
     return [(nn.MaxPool2d, AvgPoolNorm())] if maxpool == "avg" else []

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.lrp.composites import MAXPOOL_MODES
+from core.lrp.composites import check_maxpool
 from core.lrp.registry import RULE_SETS, RuleSet
 
 __all__ = ["Explanation", "explain", "relevance_tensor"]
@@ -102,8 +102,7 @@ def explain(
     """
     if rule_set not in RULE_SETS:
         raise ValueError(f"unknown rule set {rule_set!r}; choose from {', '.join(RULE_SETS)}")
-    if maxpool not in MAXPOOL_MODES:
-        raise ValueError(f"maxpool must be one of {MAXPOOL_MODES}, not {maxpool!r}")
+    check_maxpool(maxpool)
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be a (N, 3, S, S) tensor, got shape {tuple(images.shape)}")
     num_classes = getattr(model, "num_classes", None)
