@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QPointF, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPolygonF
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,6 +32,7 @@ from app.workers import display_text
 
 SLIDER_STEPS = 1000
 FIT_DECADES = 7
+SYNC_INTERVAL_MS = 40
 COMPONENT_COLOURS = ("#58a6ff", "#ff7b72", "#d2a8ff", "#7ee787")
 
 
@@ -104,6 +105,10 @@ class SidePanel(QWidget):
         super().__init__(parent)
         self.setObjectName("SidePanel")
         self._default: float | None = None
+        self._sync_timer = QTimer(self)
+        self._sync_timer.setSingleShot(True)
+        self._sync_timer.setInterval(SYNC_INTERVAL_MS)
+        self._sync_timer.timeout.connect(self._sync_threshold_widgets)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(10)
@@ -238,11 +243,17 @@ class SidePanel(QWidget):
 
     # ----------------------------------------------------------------- threshold
     def _slider_moved(self, value: int) -> None:
-        threshold = value / SLIDER_STEPS
+        # The overlay follows every tick; the number and the histogram line follow at most every
+        # SYNC_INTERVAL_MS, so a drag repaints one image per tick and not the plot's axes too.
+        self.threshold_changed.emit(value / SLIDER_STEPS)
+        if not self._sync_timer.isActive():
+            self._sync_timer.start()
+
+    def _sync_threshold_widgets(self) -> None:
+        threshold = self.slider.threshold()
         with QSignalBlocker(self.spin), QSignalBlocker(self._threshold_line):
             self.spin.setValue(threshold)
             self._threshold_line.setValue(threshold)
-        self.threshold_changed.emit(threshold)
 
     def _spin_changed(self, value: float) -> None:
         self.slider.set_threshold(value)
