@@ -24,6 +24,8 @@ from app.qt_compat import install_refcount_guard
 from app.side_panel import SidePanel
 from app.train_dialog import TrainSettingsDialog
 from app.viewer import ImageViewer
+from app.window_model import ModelMixin
+from app.window_threshold import ThresholdMixin
 from app.workers import display_text
 from core.device import describe_device, resolve_device
 from core.project import Project
@@ -34,7 +36,7 @@ LOOKAHEAD = 3
 THRESHOLD_SAVE_DELAY_MS = 400
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
     """lrpseg's desktop window.
 
     Parameters
@@ -189,70 +191,6 @@ class MainWindow(QMainWindow):
         if self.project is not None:
             self.project.close()
             self.project = None
-
-    # ================================================================= model
-    def _load_saved_model(self) -> None:
-        path = self.project.model_path
-        if path is None:
-            return
-        if not path.exists():
-            self.show_status(f"Saved model {path} is missing; train a new one (Ctrl+T)", 10000)
-            return
-        self._load_model(path, remember=False, title="Cannot load the saved model")
-
-    def choose_model(self) -> None:
-        """Pick a checkpoint file and use it for this folder."""
-        if self.project is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", str(self.root / session.MODELS_DIR),
-                                              "Models (*.safetensors)")
-        if path:
-            self._load_model(Path(path), remember=True, title="Cannot load model")
-
-    def _load_model(self, path: Path, remember: bool, title: str) -> None:
-        device, project = self.device, self.project
-        if self.jobs.is_running("load-model"):
-            return
-
-        def loaded(handle: ModelHandle) -> None:
-            if self.project is project:  # not if another folder was opened meanwhile
-                self.install_model(handle, remember=remember)
-
-        self.jobs.start("load-model", lambda progress, cancel: session.load_model(path, device),
-                        on_success=loaded, on_failure=lambda msg: self.error(title, msg))
-
-    def install_model(self, handle: ModelHandle, remember: bool = False) -> None:
-        """Use ``handle`` from now on: drop old analyses, show its stored predictions, predict the rest."""
-        if self.project is None:
-            return
-        if remember and handle.path is not None:
-            self.project.model_path = handle.path
-        if self.service is not None:
-            self.service.cancel_model()
-        self.handle = handle
-        self.analyses.clear()
-        self.list_model.set_probabilities(self.project.predictions(handle.model_id), replace=True)
-        known = self.list_model.probabilities
-        todo = list(dict.fromkeys(r for r in self.list_model.visible_paths() + self.list_model.paths
-                                  if r not in known))
-        if todo and self.service is not None:
-            self.service.predict(todo, handle)
-        self._update_status()
-        self._update_actions()
-        if self.current is not None:
-            self._show_current(self.current)
-
-    def _predicted(self, model_id: str, probabilities: dict) -> None:
-        if self.handle is None or model_id != self.handle.model_id or self.project is None:
-            return
-        try:
-            for rel, p in probabilities.items():
-                self.project.store_prediction(rel, model_id, p)
-        except Exception as error:  # the list still shows them; only the project cache misses them
-            self.show_status(f"Could not store predictions: {error}", 8000)
-        self.list_model.set_probabilities(probabilities)
-        if self.current in probabilities:
-            self._update_info(self.current_analysis())
 
     # ================================================================= current image
     def select(self, rel: str) -> bool:
@@ -438,83 +376,6 @@ class MainWindow(QMainWindow):
         self.list_panel.update_counts()
         self.select(rel)
         self._update_info(self.current_analysis())
-
-    # ================================================================= choices and threshold
-    def set_rule_set(self, name: str) -> None:
-        """Explain with rule set ``name`` from now on."""
-        self.rule_set = name
-        self._choice_changed("rule_set", name)
-
-    def set_segmenter(self, name: str) -> None:
-        """Segment with ``name`` from now on."""
-        self.segmenter = name
-        self._choice_changed("segmenter", name)
-
-    def _choice_changed(self, setting: str, value: str) -> None:
-        self.flush_threshold()
-        if self.project is not None:
-            self.project.set_setting(setting, value)
-        self._update_status()
-        if self.current is not None and self.current not in self.list_model.errors:
-            self._show_analysis_or_request(self.current)
-            self._look_ahead()
-
-    def override_key(self) -> str:
-        """Key of per-image thresholds: a threshold belongs to a rule set and a segmenter."""
-        return session.override_key(self.rule_set, self.segmenter)
-
-    def threshold_for(self, rel: str, analysis) -> tuple[float, bool]:
-        """The threshold in use for ``rel`` and whether it is a per-image override."""
-        if self._pending_threshold and self._pending_threshold[:2] == (rel, self.override_key()):
-            return self._pending_threshold[2], True
-        value = self.project.threshold_override(rel, self.override_key()) if self.project else None
-        return (float(analysis.threshold), False) if value is None else (float(value), True)
-
-    def set_threshold(self, value: float) -> None:
-        """Move the current image's mask threshold: the overlay now, the project shortly after."""
-        self.viewer.set_threshold(value)
-        if self.current is not None:
-            self._pending_threshold = (self.current, self.override_key(), float(value))
-            self._threshold_timer.start()
-
-    def nudge_threshold(self, delta: float) -> None:
-        """Move the threshold by ``delta`` (keys [ and ])."""
-        if self.panel.slider.isEnabled():
-            self.panel.slider.set_threshold(self.panel.threshold() + delta)
-
-    def flush_threshold(self) -> None:
-        """Write a pending per-image threshold to the project now."""
-        self._threshold_timer.stop()
-        pending, self._pending_threshold = self._pending_threshold, None
-        if pending is None or self.project is None:
-            return
-        rel, key, value = pending
-        try:
-            self.project.set_threshold_override(rel, key, value)
-        except Exception as error:
-            self.show_status(f"Threshold for {rel} not saved: {error}", 8000)
-            return
-        analysis = self.current_analysis() if rel == self.current else None
-        if analysis is not None:
-            self.panel.show_threshold(value, analysis.threshold, True)
-
-    def reset_threshold(self) -> None:
-        """Forget the current image's threshold and use the segmenter's default (R)."""
-        if self.current is None or self.project is None:
-            return
-        self._threshold_timer.stop()
-        self._pending_threshold = None
-        self.project.set_threshold_override(self.current, self.override_key(), None)
-        analysis = self.current_analysis()
-        if analysis is not None:
-            self.viewer.set_threshold(analysis.threshold)
-            self.panel.show_threshold(analysis.threshold, analysis.threshold, False)
-
-    def set_show_undamaged_masks(self, on: bool) -> None:
-        """Also draw masks of images the classifier calls undamaged (export still leaves them empty)."""
-        self.show_undamaged_masks = bool(on)
-        if self.current is not None and self.current not in self.list_model.errors:
-            self._show_analysis_or_request(self.current)
 
     # ================================================================= jobs (see app.jobs_ui)
     def start_training(self) -> bool:
