@@ -20,7 +20,6 @@ from app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHandle
 from app.image_list import iter_rows
 from app.jobs_ui import JobController
 from app.list_panel import ListPanel
-from app.qt_compat import install_refcount_guard
 from app.side_panel import SidePanel
 from app.train_dialog import TrainSettingsDialog
 from app.viewer import ImageViewer
@@ -51,7 +50,6 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
 
     def __init__(self, folder: str | Path | None = None, device: str = "auto") -> None:
         super().__init__()
-        install_refcount_guard()  # PySide6 6.12.0 would otherwise abort after some thousands of repaints
         self.setWindowTitle("lrpseg")
         self.resize(1280, 800)
         self.device = resolve_device(device)

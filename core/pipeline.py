@@ -17,7 +17,7 @@ when asked for, so a viewer can still show it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -37,7 +37,19 @@ TILE_FACTOR = 1.5
 MAX_TILES = 1024
 DAMAGED_THRESHOLD = 0.5
 
-__all__ = ["Analysis", "Outcome", "analyse", "predict", "resolve_device", "segment_folder", "MODES"]
+__all__ = [
+    "MODES",
+    "Analysis",
+    "ExplainedImage",
+    "Outcome",
+    "analyse",
+    "explain_image",
+    "predict",
+    "resegment",
+    "resolve_device",
+    "segment_explained",
+    "segment_folder",
+]
 
 
 @dataclass
@@ -52,6 +64,7 @@ class Analysis:
     segmenter: str
     maxpool: str
     mode: str
+    explained: ExplainedImage | None = field(default=None, repr=False)
 
     @property
     def damaged(self) -> bool:
@@ -142,6 +155,108 @@ def _explain_batch(model, batch, rule_set, maxpool, batch_size=8):
     return np.concatenate(relevance), np.concatenate(probability)
 
 
+@dataclass
+class ExplainedImage:
+    """One image classified and explained, before segmentation.
+
+    ``relevance`` is the map the segmenter sees (the S×S crop, or the stitched map of the upscaled image);
+    ``to_original`` puts any map of that shape back onto the image's own grid. Keep it to try other
+    segmenters without running LRP again (:func:`segment_explained`), or cache ``relevance`` and
+    ``probability`` and pass them back to :func:`explain_image`.
+    """
+
+    probability: float
+    relevance: np.ndarray
+    to_original: Callable[[np.ndarray], np.ndarray]
+    valid: np.ndarray
+    rule_set: str
+    maxpool: str
+    mode: str
+
+
+def explain_image(
+    model: VGGA,
+    image: np.ndarray,
+    rule_set: str = "ours",
+    maxpool: str = "wta",
+    mode: str = "auto",
+    device: torch.device | None = None,
+    cached: tuple[np.ndarray, float] | None = None,
+) -> ExplainedImage:
+    """Classify and explain one decoded image.
+
+    Parameters
+    ----------
+    model
+        A VGG-A classifier (class 1 = damaged); it stays on its device unless ``device`` moves it.
+    image
+        As :func:`core.images.read_image` returns it.
+    rule_set, maxpool
+        LRP choices (:data:`core.lrp.RULE_SETS`).
+    mode
+        ``"auto"``, ``"crop"`` or ``"tile"`` (see the module docstring).
+    cached
+        ``(relevance, probability)`` of an earlier call for the same image, model, rule set and mode: LRP is
+        skipped and only the mapping back to the image grid is rebuilt.
+    """
+    if device is not None:
+        model.to(device)
+    device = _model_device(model)
+    model.eval()
+    height, width = image.shape[:2]
+    mode = choose_mode(image.shape, model.input_size, mode)
+    if mode == "crop":
+        tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
+        if cached is None:
+            relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool)
+            cached = (relevance[0], float(probability[0]))
+        to_original = placement.to_original
+        valid = placement.to_original(np.ones(cached[0].shape, np.float32)) > 0.5
+    else:
+        scale = max(1.0, model.input_size / min(height, width))
+        _check_tiling_work(height, width, scale, model.input_size)
+        if cached is None:
+            upscaled = (
+                cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+                if scale > 1.0
+                else image
+            )
+            batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
+            relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool)
+            cached = (stitch(relevance, origins, upscaled.shape[:2], model.input_size), float(probability.max()))
+
+        def to_original(array: np.ndarray) -> np.ndarray:
+            return _to_grid(array, height, width)
+
+        valid = np.ones((height, width), dtype=bool)
+    relevance, probability = cached
+    return ExplainedImage(float(probability), relevance, to_original, valid, rule_set, maxpool, mode)
+
+
+def segment_explained(explained: ExplainedImage, segmenter: str = "bmm", seed: int = 0) -> Analysis:
+    """Segment an explained image and put relevance, score and mask on the image's own grid."""
+    result = segment(explained.relevance, method=segmenter, seed=seed)
+    score = explained.to_original(result.score).astype(np.float32)
+    full = SegmentationResult(
+        score=score,
+        threshold=result.threshold,
+        mask=score >= result.threshold,
+        params=result.params,
+        method=result.method,
+    )
+    return Analysis(
+        probability=explained.probability,
+        relevance=explained.to_original(explained.relevance).astype(np.float32),
+        segmentation=full,
+        valid=explained.valid,
+        rule_set=explained.rule_set,
+        segmenter=segmenter,
+        maxpool=explained.maxpool,
+        mode=explained.mode,
+        explained=explained,
+    )
+
+
 def analyse(
     model: VGGA,
     image: np.ndarray,
@@ -152,73 +267,20 @@ def analyse(
     device: torch.device | None = None,
     seed: int = 0,
 ) -> Analysis:
-    """Classify, explain and segment one decoded image.
-
-    Parameters
-    ----------
-    model
-        A VGG-A classifier (class 1 = damaged); it stays on its device unless ``device`` moves it.
-    image
-        As :func:`core.images.read_image` returns it.
-    rule_set, maxpool
-        LRP choices (:data:`core.lrp.RULE_SETS`).
-    segmenter
-        A name from :data:`core.segment.SEGMENTERS`.
-    mode
-        ``"auto"``, ``"crop"`` or ``"tile"`` (see the module docstring).
+    """Classify, explain and segment one decoded image (:func:`explain_image` + :func:`segment_explained`).
 
     Returns
     -------
     Analysis
         Relevance, score, mask and ``valid`` on the original image grid.
     """
-    if device is not None:
-        model.to(device)
-    device = _model_device(model)
-    model.eval()
-    height, width = image.shape[:2]
-    mode = choose_mode(image.shape, model.input_size, mode)
-    if mode == "crop":
-        tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
-        relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool)
-        result = segment(relevance[0], method=segmenter, seed=seed)
-        score = placement.to_original(result.score).astype(np.float32)
-        relevance_map = placement.to_original(relevance[0]).astype(np.float32)
-        valid = placement.to_original(np.ones_like(result.score)) > 0.5
-        prob = float(probability[0])
-    else:
-        scale = max(1.0, model.input_size / min(height, width))
-        _check_tiling_work(height, width, scale, model.input_size)
-        upscaled = (
-            cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-            if scale > 1.0
-            else image
-        )
-        batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
-        relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool)
-        stitched = stitch(relevance, origins, upscaled.shape[:2], model.input_size)
-        result = segment(stitched, method=segmenter, seed=seed)
-        score = _to_grid(result.score, height, width)
-        relevance_map = _to_grid(stitched, height, width)
-        valid = np.ones((height, width), dtype=bool)
-        prob = float(probability.max())
-    full = SegmentationResult(
-        score=score,
-        threshold=result.threshold,
-        mask=score >= result.threshold,
-        params=result.params,
-        method=result.method,
-    )
-    return Analysis(
-        probability=prob,
-        relevance=relevance_map,
-        segmentation=full,
-        valid=valid,
-        rule_set=rule_set,
-        segmenter=segmenter,
-        maxpool=maxpool,
-        mode=mode,
-    )
+    explained = explain_image(model, image, rule_set, maxpool, mode, device)
+    return segment_explained(explained, segmenter, seed)
+
+
+def resegment(analysis: Analysis, segmenter: str, seed: int = 0) -> Analysis:
+    """The same explanation segmented with another segmenter, without running LRP again."""
+    return segment_explained(analysis.explained, segmenter, seed)
 
 
 def segment_folder(

@@ -5,7 +5,7 @@ import torch
 
 from core.demo import make_sample
 from core.models import build_vgg_a
-from core.pipeline import analyse, choose_mode, predict, segment_folder
+from core.pipeline import analyse, choose_mode, explain_image, predict, resegment, segment_explained, segment_folder
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,19 @@ def test_elongated_images_are_refused_instead_of_tiled_forever(model):
     strip = np.zeros((1, 40000), np.uint8)
     with pytest.raises(ValueError, match="windows"):
         analyse(model, strip, mode="tile")
+
+
+@pytest.mark.parametrize("mode", ["crop", "tile"])
+def test_resegment_and_cached_relevance_match_a_fresh_analysis(model, mode):
+    image = _image(40, 80)
+    first = analyse(model, image, segmenter="bmm", mode=mode)
+    fresh = analyse(model, image, segmenter="simple", mode=mode)
+    again = resegment(first, "simple")
+    np.testing.assert_array_equal(again.segmentation.score, fresh.segmentation.score)
+    assert again.threshold == fresh.threshold and again.segmenter == "simple"
+    explained = first.explained
+    cached = explain_image(model, image, mode=mode, cached=(explained.relevance, explained.probability))
+    from_cache = segment_explained(cached, "bmm")
+    np.testing.assert_array_equal(from_cache.segmentation.score, first.segmentation.score)
+    np.testing.assert_array_equal(from_cache.relevance, first.relevance)
+    np.testing.assert_array_equal(from_cache.valid, first.valid)
