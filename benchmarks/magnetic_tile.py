@@ -44,6 +44,7 @@ from benchmarks.mt_split import (  # noqa: E402
 from benchmarks.mt_train import fit_on_device  # noqa: E402
 from benchmarks.unet import predict_unet, train_unet  # noqa: E402
 from core.device import describe_device, resolve_device  # noqa: E402
+from core.lrp import RULE_SETS  # noqa: E402
 from core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from core.train import TrainConfig, conv_learning_rate, fit  # noqa: E402
 
@@ -83,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (device trainer, U-Net)")
     p.add_argument("--crop-policy", choices=CROP_POLICIES, default="paper")
     p.add_argument("--maxpool", choices=("wta", "avg"), default="wta")
+    p.add_argument(
+        "--rule-sets",
+        nargs="+",
+        choices=sorted(RULE_SETS),
+        default=list(mt_eval.RULE_SET_NAMES),
+        help="LRP rule sets to score (default: the paper's two)",
+    )
     p.add_argument("--lrp-batch", type=int, default=32)
     p.add_argument("--unet-epochs", type=int, default=None, help="U-Net epochs (default 200; 0 skips it)")
     p.add_argument("--unet-base", type=int, default=None, help="U-Net base channels (default 32)")
@@ -208,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
         log(f"  test: bal.acc {metrics['balanced_accuracy']:.3f} TPR {metrics['tpr']:.3f} TNR {metrics['tnr']:.3f}")
         results, lrp_timing = mt_eval.evaluate_lrp(
-            model, seg_x, seg_truth, prob[damaged] >= 0.5, maxpool=args.maxpool, seed=args.seed,
+            model, seg_x, seg_truth, prob[damaged] >= 0.5, rule_sets=args.rule_sets, maxpool=args.maxpool,
+            seed=args.seed,
             lrp_batch=args.lrp_batch, log=log,
         )  # fmt: skip
         for (rule_set, method), value in results.items():

@@ -39,7 +39,7 @@ def _config_table(run: dict) -> list[str]:
     rows = ["| setting | value |", "|---|---|"]
     for key in (
         "input_size", "width", "heads", "epochs", "batch_size", "lr_conv", "lr_fc", "optimizer",
-        "weight_decay", "patience", "trainer", "amp", "crop_policy", "maxpool", "limit", "unet_epochs",
+        "weight_decay", "patience", "trainer", "amp", "crop_policy", "rule_sets", "maxpool", "limit", "unet_epochs",
         "unet_base", "unet_train", "seed",
     ):  # fmt: skip
         if key in cfg:
