@@ -276,3 +276,16 @@ def test_fast_rules_follow_weight_changes():
     conv.bias = nn.Parameter(conv.bias.detach() + 0.1)
     replaced, error = fast_vs_stock()
     assert error <= 1e-6 and max_relative_error(replaced, after_step) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "stride, padding, dilation, size", [(1, 1, 1, 9), (2, 1, 1, 8), (2, 0, 1, 9), (1, 2, 2, 7)]
+)
+def test_direct_input_gradient_matches_autograd(stride, padding, dilation, size):
+    conv = nn.Conv2d(3, 4, 3, stride=stride, padding=padding, dilation=dilation).double()
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    grad = torch.randn_like(out)
+    (expected,) = torch.autograd.grad(out, x, grad)
+    actual = fast_rules._input_gradient(conv, x.shape, conv.weight.detach(), grad)
+    torch.testing.assert_close(actual, expected)
