@@ -4,6 +4,12 @@ Requests carry a priority: the image on screen first (decode, then analyse), the
 in the list, so stepping through a folder is instant once warm), then background predictions for the list. The
 GUI keeps the results in byte-bounded LRU caches (:class:`ByteLRU`); the service never touches Qt widgets.
 
+LRP runs once per image, model and rule set. An analysis keeps its explanation
+(:class:`core.pipeline.ExplainedImage`), so another segmenter only re-segments it
+(:func:`core.pipeline.segment_explained`); and the service writes each explanation's relevance map and
+probability to the project's cache (:meth:`core.project.Project.store_relevance`), so an image shown again after
+a restart is segmented from the stored map without LRP.
+
 Two threads may use one model (this service and an export job): LRP registers hooks on the model's modules, so
 every use holds the model's lock (:class:`ModelHandle`).
 """
@@ -27,7 +33,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.thumbnails import display_rgb8
 from app.workers import lower_thread_priority, track
 from core.images import ImageReadError, read_image
-from core.pipeline import Analysis, analyse, predict
+from core.pipeline import Analysis, ExplainedImage, choose_mode, explain_image, predict, segment_explained
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +79,69 @@ def nbytes(value: Any) -> int:
         return value.nbytes
     if isinstance(value, Analysis):
         seg = value.segmentation
-        return sum(a.nbytes for a in (value.relevance, value.valid, seg.score, seg.mask))
+        arrays = [value.relevance, value.valid, seg.score, seg.mask]
+        if value.explained is not None:
+            arrays.append(value.explained.relevance)
+        return sum(a.nbytes for a in arrays)
     return 1024
+
+
+def relevance_cache_key(rule_set: str, maxpool: str, mode: str) -> str:
+    """The ``rule_set`` key under which the project caches a relevance map, e.g. ``"ours|wta|crop"``.
+
+    :meth:`core.project.Project.store_relevance` keys maps by image, model and one string; the max-pool mode
+    and the resolved coverage mode change the map too, so they are part of that string.
+    """
+    return f"{rule_set}|{maxpool}|{mode}"
+
+
+def model_grid_shape(image_shape: tuple[int, ...], input_size: int, mode: str) -> tuple[int, int]:
+    """Shape of the relevance map :func:`core.pipeline.explain_image` makes for an image (the segmenter's grid):
+    the S×S crop, or the whole image upscaled so its short side is at least S."""
+    if mode == "crop":
+        return input_size, input_size
+    height, width = image_shape[:2]
+    scale = max(1.0, input_size / min(height, width))
+    return round(height * scale), round(width * scale)
+
+
+class RelevanceStore:
+    """Reads and writes explanations in a project's relevance cache (from the service's worker thread).
+
+    Each explanation is two entries: the relevance map (float32, model grid) under
+    :func:`relevance_cache_key` and its probability (one float64) under the same key plus ``"|probability"``.
+    An entry that is missing, of the wrong shape, or stale (the project drops maps of changed files) counts as
+    absent. Failures to write (locked or closed project, full disk) are logged and otherwise ignored: the
+    cache only saves time.
+    """
+
+    def __init__(self, project: Any) -> None:
+        self.project = project
+
+    def load(self, rel: str, model_id: str, key: str, shape: tuple[int, int]) -> tuple[np.ndarray, float] | None:
+        """``(relevance, probability)`` stored for ``rel``, or ``None``."""
+        try:
+            relevance = self.project.load_relevance(rel, model_id, key)
+            probability = self.project.load_relevance(rel, model_id, f"{key}|probability")
+        except Exception as error:  # a cache that cannot be read is a cache miss
+            log.warning("relevance cache of %s unreadable: %s", rel, error)
+            return None
+        if relevance is None or probability is None or probability.size != 1:
+            return None
+        if relevance.shape != tuple(shape) or relevance.dtype != np.float32:
+            return None
+        return relevance, float(probability.reshape(-1)[0])
+
+    def store(self, rel: str, model_id: str, key: str, explained: ExplainedImage) -> bool:
+        """Store ``explained``'s relevance and probability; return whether it worked."""
+        try:
+            self.project.store_relevance(rel, model_id, f"{key}|probability",
+                                         np.array([explained.probability], dtype=np.float64))
+            self.project.store_relevance(rel, model_id, key, explained.relevance.astype(np.float32, copy=False))
+        except Exception as error:
+            log.warning("relevance of %s not cached: %s", rel, error)
+            return False
+        return True
 
 
 class ByteLRU:
@@ -92,6 +159,11 @@ class ByteLRU:
             return None
         self._items.move_to_end(key)
         return item[0]
+
+    def peek(self, key: Any) -> Any:
+        """The value for ``key`` or ``None``, without marking it used."""
+        item = self._items.get(key)
+        return None if item is None else item[0]
 
     def put(self, key: Any, value: Any) -> None:
         """Store ``value``; evict the least recently used entries beyond the byte budget."""
@@ -129,6 +201,7 @@ class _Task:
     key: AnalysisKey | None = field(compare=False, default=None)
     handle: ModelHandle | None = field(compare=False, default=None)
     rels: tuple[str, ...] = field(compare=False, default=())
+    explained: ExplainedImage | None = field(compare=False, default=None)
 
 
 class AnalysisService(QObject):
@@ -140,6 +213,16 @@ class AnalysisService(QObject):
         (H, W, 3) uint8 display image.
     analysed(key, analysis, extra)
         A :class:`core.pipeline.Analysis` for ``key`` and ``postprocess(analysis)`` (computed on the worker).
+
+    Parameters
+    ----------
+    root
+        The image folder.
+    postprocess
+        Run on each analysis on the worker (e.g. preparing what the viewer draws).
+    cache
+        A :class:`core.project.Project` (or ``None``): explanations are looked up there before LRP runs and
+        stored there after.
     failed(rel, message)
         Analysis of ``rel`` failed (unreadable file, model error, ...).
     unreadable(rel, message)
@@ -157,11 +240,16 @@ class AnalysisService(QObject):
     predicted = Signal(str, object)
 
     def __init__(
-        self, root: Path, postprocess: Callable[[Analysis], Any] | None = None, parent: QObject | None = None
+        self,
+        root: Path,
+        postprocess: Callable[[Analysis], Any] | None = None,
+        parent: QObject | None = None,
+        cache: Any = None,
     ) -> None:
         super().__init__(parent)
         self.root = Path(root)
         self._postprocess = postprocess
+        self._store = RelevanceStore(cache) if cache is not None else None
         self._tasks: list[_Task] = []
         self._condition = threading.Condition()
         self._seq = itertools.count()
@@ -188,19 +276,31 @@ class AnalysisService(QObject):
             drop=lambda t: t.kind == "load" and t.priority == PRIORITY_CURRENT,
         )
 
-    def analyse(self, key: AnalysisKey, handle: ModelHandle) -> None:
-        """Analyse the image on screen (replaces an earlier request for the current image)."""
-        task = _Task(PRIORITY_CURRENT, next(self._seq), "analyse", rel=key.rel, key=key, handle=handle)
+    def analyse(self, key: AnalysisKey, handle: ModelHandle, explained: ExplainedImage | None = None) -> None:
+        """Analyse the image on screen (replaces an earlier request for the current image).
+
+        With ``explained`` (the image's explanation under the same model, rule set and max-pool mode, e.g. from
+        an analysis with another segmenter) only the segmenter runs.
+        """
+        task = _Task(PRIORITY_CURRENT, next(self._seq), "analyse", rel=key.rel, key=key, handle=handle,
+                     explained=explained)
         self._push([task], drop=lambda t: t.kind == "analyse" and t.priority == PRIORITY_CURRENT)
 
     def look_ahead(
-        self, loads: Iterable[str], keys: Iterable[AnalysisKey], handle: ModelHandle | None
+        self,
+        loads: Iterable[str],
+        keys: Iterable[AnalysisKey],
+        handle: ModelHandle | None,
+        explained: dict[AnalysisKey, ExplainedImage | None] | None = None,
     ) -> None:
-        """Replace the look-ahead queue: decode ``loads`` and analyse ``keys`` when nothing else waits."""
+        """Replace the look-ahead queue: decode ``loads`` and analyse ``keys`` when nothing else waits
+        (``explained`` as for :meth:`analyse`, per key)."""
+        explained = explained or {}
         tasks = [_Task(PRIORITY_LOOKAHEAD, next(self._seq), "load", rel=rel) for rel in loads]
         if handle is not None:
             tasks += [
-                _Task(PRIORITY_LOOKAHEAD, next(self._seq), "analyse", rel=k.rel, key=k, handle=handle)
+                _Task(PRIORITY_LOOKAHEAD, next(self._seq), "analyse", rel=k.rel, key=k, handle=handle,
+                      explained=explained.get(k))
                 for k in keys
             ]
         self._push(tasks, drop=lambda t: t.priority == PRIORITY_LOOKAHEAD)
@@ -260,18 +360,10 @@ class AnalysisService(QObject):
             if task.kind == "load":
                 self.image_loaded.emit(task.rel, display_rgb8(read_image(self.root / task.rel)))
             elif task.kind == "analyse":
-                image = read_image(self.root / task.rel)
-                key, handle = task.key, task.handle
-                with handle.lock:
-                    result = analyse(
-                        handle.model,
-                        image,
-                        rule_set=key.rule_set,
-                        segmenter=key.segmenter,
-                        maxpool=key.maxpool,
-                    )
+                explained = task.explained or self._explain(task.key, task.handle)
+                result = segment_explained(explained, task.key.segmenter)
                 extra = self._postprocess(result) if self._postprocess else None
-                self.analysed.emit(key, result, extra)
+                self.analysed.emit(task.key, result, extra)
             elif task.kind == "predict":
                 self._predict(task)
         except ImageReadError as error:
@@ -280,6 +372,21 @@ class AnalysisService(QObject):
         except Exception as error:  # a failing image must not stop the service
             log.error("analysis of %s failed:\n%s", task.rel, traceback.format_exc())
             self.failed.emit(task.rel, f"{task.rel}: {type(error).__name__}: {error}")
+
+    def _explain(self, key: AnalysisKey, handle: ModelHandle) -> ExplainedImage:
+        """The image's explanation: from the project's cache when stored there, else by LRP (then stored)."""
+        image = read_image(self.root / key.rel)
+        mode = choose_mode(image.shape, handle.model.input_size)
+        cache_key = relevance_cache_key(key.rule_set, key.maxpool, mode)
+        cached = None
+        if self._store is not None:
+            shape = model_grid_shape(image.shape, handle.model.input_size, mode)
+            cached = self._store.load(key.rel, handle.model_id, cache_key, shape)
+        with handle.lock:
+            explained = explain_image(handle.model, image, key.rule_set, key.maxpool, mode, cached=cached)
+        if cached is None and self._store is not None:
+            self._store.store(key.rel, handle.model_id, cache_key, explained)
+        return explained
 
     def _predict(self, task: _Task) -> None:
         images, rels = [], []

@@ -156,7 +156,7 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
                                          session.segmenter_choices())
         self.panel.set_choice(self.panel.rule_set, self.rule_set)
         self.panel.set_choice(self.panel.segmenter, self.segmenter)
-        self.service = AnalysisService(folder, postprocess=session.prepare_view, parent=self)
+        self.service = AnalysisService(folder, postprocess=session.prepare_view, parent=self, cache=project)
         self.service.image_loaded.connect(self._image_loaded)
         self.service.analysed.connect(self._analysed)
         self.service.failed.connect(self._analysis_failed)
@@ -246,17 +246,18 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         if cached is not None:
             self._show_analysis(key, *cached)
         else:
-            self.panel.set_distribution(note="Explaining…")
-            self.service.analyse(key, self.handle)
+            explained = self.explained_for(key)
+            self.panel.set_distribution(note="Segmenting…" if explained else "Explaining…")
+            self.service.analyse(key, self.handle, explained)
 
     def _look_ahead(self) -> None:
         row = self.list_model.row_of(self.current) if self.current else None
         if self.service is None or row is None:
             return
-        upcoming = [r for r in iter_rows(self.list_model, row + 1, LOOKAHEAD)
-                    if r not in self.list_model.errors]
+        upcoming = [r for r in iter_rows(self.list_model, row + 1, LOOKAHEAD) if r not in self.list_model.errors]
         keys = [k for k in map(self.key, upcoming) if k is not None and k not in self.analyses]
-        self.service.look_ahead([r for r in upcoming if r not in self.images], keys, self.handle)
+        self.service.look_ahead([r for r in upcoming if r not in self.images], keys, self.handle,
+                                {k: self.explained_for(k) for k in keys})
 
     def _image_loaded(self, rel: str, rgb) -> None:
         self.images.put(rel, rgb)

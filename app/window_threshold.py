@@ -7,6 +7,8 @@ anything else needs it (another image, another choice, export, closing).
 
 from __future__ import annotations
 
+import dataclasses
+
 from app import session
 
 
@@ -31,6 +33,15 @@ class ThresholdMixin:
         if self.current is not None and self.current not in self.list_model.errors:
             self._show_analysis_or_request(self.current)
             self._look_ahead()
+
+    def explained_for(self, key):
+        """The in-memory explanation of ``key``'s image under its model, rule set and max-pool mode (from an
+        analysis with any segmenter), or ``None``: with it a segmenter switch skips LRP."""
+        for segmenter in session.segmenter_choices():
+            cached = self.analyses.peek(dataclasses.replace(key, segmenter=segmenter))
+            if cached is not None and cached[0].explained is not None:
+                return cached[0].explained
+        return None
 
     def override_key(self) -> str:
         """Key of per-image thresholds: a threshold belongs to a rule set and a segmenter."""

@@ -52,6 +52,24 @@ def slim_checkpoint(demo_template, tmp_path_factory) -> Path:
     return out
 
 
+def install_checkpoint(folder: Path, checkpoint: Path) -> Path:
+    """Put a trained checkpoint into the folder's project, as a finished training would; return its path."""
+    from core.project import Project
+
+    target = folder / ".lrpseg" / "models" / checkpoint.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, target)
+    with Project.open(folder) as project:
+        project.model_path = target
+    return target
+
+
+@pytest.fixture
+def use_checkpoint():
+    """``use_checkpoint(folder, checkpoint)``: :func:`install_checkpoint` as a fixture."""
+    return install_checkpoint
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail a test that leaves a job, the analysis service or thumbnail threads running."""

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
 
 from core.labels import labels_from_folders
-
-
-def _use_checkpoint(folder, checkpoint):
-    """Put a trained checkpoint into the folder's project, as a finished training would."""
-    from core.project import Project
-
-    target = folder / ".lrpseg" / "models" / checkpoint.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(checkpoint, target)
-    with Project.open(folder) as project:
-        project.model_path = target
-    return target
 
 
 def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings):
@@ -48,8 +35,9 @@ def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, s
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
 
 
-def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoint, qtbot, slim_settings):
-    old = _use_checkpoint(demo_folder, slim_checkpoint)
+def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoint, qtbot, slim_settings,
+                                        use_checkpoint):
+    old = use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     window.project.set_labels(labels_from_folders(demo_folder))
@@ -68,8 +56,8 @@ def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoi
 
 
 def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_folder, slim_checkpoint,
-                                                             qtbot, wait_idle):
-    _use_checkpoint(demo_folder, slim_checkpoint)
+                                                             qtbot, wait_idle, use_checkpoint):
+    use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
     window.undamaged_masks_action.setChecked(True)  # the slim model may call everything undamaged
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
@@ -111,8 +99,8 @@ def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_f
 
 
 def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_checkpoint, qtbot, tmp_path,
-                                                 wait_idle):
-    _use_checkpoint(demo_folder, slim_checkpoint)
+                                                 wait_idle, use_checkpoint):
+    use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     rel = window.list_model.paths[0]
@@ -142,8 +130,8 @@ def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_
 
 
 def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder, slim_checkpoint, qtbot,
-                                                       wait_idle):
-    _use_checkpoint(demo_folder, slim_checkpoint)
+                                                       wait_idle, use_checkpoint):
+    use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
