@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--undamaged", type=int, default=40, help="number of undamaged images (default 40)")
     demo.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument(
+        "--prelabel",
+        type=float,
+        default=0.75,
+        help="fraction of images labelled in the folder's project, so the app can train at once (default 0.75)",
+    )
 
     train = sub.add_parser("train", help="train a classifier from image-level labels")
     train.add_argument("images", type=Path, help="image folder (searched recursively)")
@@ -155,9 +161,19 @@ def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 def run_demo(args) -> int:
     from core.demo import make_demo
+    from core.project import Project
 
     make_demo(args.dir, n_damaged=args.damaged, n_undamaged=args.undamaged, size=args.size, seed=args.seed)
-    print(f"wrote {args.damaged + args.undamaged} images to {args.dir / 'images'}, masks: {args.dir / 'masks'}")
+    images = args.dir / "images"
+    print(f"wrote {args.damaged + args.undamaged} images to {images}, masks to {args.dir / 'masks'}")
+    if args.prelabel > 0:
+        truth = labels_from_folders(images)
+        names = sorted(truth)
+        fraction = min(args.prelabel, 1.0)
+        chosen = [name for i, name in enumerate(names) if int((i + 1) * fraction) > int(i * fraction)]
+        with Project.open(images) as project:
+            project.set_labels({name: truth[name] for name in chosen})
+        print(f"labelled {len(chosen)} of {len(names)} images in the project {images / '.lrpseg'}")
     return 0
 
 

@@ -1,0 +1,31 @@
+from core.cli import main
+from core.labels import read_labels
+from core.project import Project
+
+
+def test_demo_prelabels_part_of_the_folder(tmp_path, capsys):
+    assert main(["demo", str(tmp_path / "d"), "--damaged", "4", "--undamaged", "4", "--size", "64"]) == 0
+    with Project.open(tmp_path / "d" / "images") as project:
+        labels = project.labels()
+    assert len(labels) == 6
+    assert all(name.split("/")[0] == label for name, label in labels.items())
+
+
+def test_labels_export_then_import_into_a_fresh_project(tmp_path, capsys):
+    main(["demo", str(tmp_path / "d"), "--damaged", "3", "--undamaged", "3", "--size", "64", "--prelabel", "1"])
+    images = tmp_path / "d" / "images"
+    assert main(["labels", "export", str(images), "--file", str(tmp_path / "labels.csv")]) == 0
+    exported = read_labels(tmp_path / "labels.csv")
+    assert len(exported) == 6
+    for store in (images / ".lrpseg").iterdir():
+        if store.is_file():
+            store.unlink()
+    assert main(["labels", "import", str(images), "--file", str(tmp_path / "labels.csv")]) == 0
+    with Project.open(images) as project:
+        assert project.labels() == exported
+
+
+def test_folder_without_labels_gives_exit_1_and_one_line(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--labels-from-folders", "--out", str(tmp_path / "m.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no labelled images" in err
