@@ -208,6 +208,9 @@ class ImageListModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(row, first), self.index(row, len(COLUMNS) - 1))
 
     def _thumbnail_ready(self, rel: str) -> None:
+        if self.errors.pop(rel, None) is not None:  # unreadable before, fixed since (the loader retried)
+            self._row_changed(rel)
+            return
         row = self.row_of(rel)
         if row is not None:
             index = self.index(row, 0)

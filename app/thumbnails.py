@@ -3,12 +3,19 @@
 Requests are served newest first (the rows on screen now) and only the last ``max_pending`` are kept, so
 scrolling fast through 10,000 images never builds a backlog; the cache holds ``capacity`` thumbnails, so
 memory does not grow with the folder.
+
+A file that cannot be decoded is remembered with its size and modification time: the list repaints its row
+often (hover, selection, label changes), and each repaint asks for the thumbnail again. It is decoded again
+only once the file changes, or after :meth:`ThumbnailLoader.forget_failures` (a rescan; opening a folder makes
+a new loader).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -21,6 +28,17 @@ from core.images import ImageReadError, read_image
 from core.preprocess import to_float_rgb
 
 THUMB_SIZE = 48
+
+FileSignature = tuple[int, int] | None
+
+
+def file_signature(path: Path) -> FileSignature:
+    """``(size, mtime_ns)`` of ``path``, or ``None`` when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def display_rgb8(image: np.ndarray) -> np.ndarray:
@@ -48,7 +66,7 @@ def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
 
 class _LoaderSignals(QObject):
     loaded = Signal(object, QImage)  # paths as object: Signal(str) drops surrogate escapes
-    failed = Signal(object, object)
+    failed = Signal(object, object, object)  # rel, message, file signature taken before decoding
 
 
 class _ThumbnailTask(QRunnable):
@@ -61,12 +79,14 @@ class _ThumbnailTask(QRunnable):
         rel = self._loader._next_request()
         if rel is None:
             return
+        path = self._loader.root / rel
+        signature = file_signature(path)
         try:
-            image = make_thumbnail(self._loader.root / rel, self._loader.size)
+            image = make_thumbnail(path, self._loader.size)
         except ImageReadError as error:
-            self._loader.signals.failed.emit(rel, str(error))
+            self._loader.signals.failed.emit(rel, str(error), signature)
         except Exception as error:  # a broken file must never take the list down
-            self._loader.signals.failed.emit(rel, f"{rel}: {type(error).__name__}: {error}")
+            self._loader.signals.failed.emit(rel, f"{rel}: {type(error).__name__}: {error}", signature)
         else:
             self._loader.signals.loaded.emit(rel, image)
 
@@ -102,8 +122,9 @@ class ThumbnailLoader(QObject):
         self.capacity = capacity
         self._cache: OrderedDict[str, QImage] = OrderedDict()
         self._pending: deque[str] = deque(maxlen=max_pending)
-        self._queued: set[str] = set()
-        self._failed: set[str] = set()  # unreadable files are not decoded again on every repaint
+        self._queued: set[str] = set()  # waiting or being decoded, until the GUI thread has the result
+        self._failed: dict[str, FileSignature] = {}
+        self.decodes = 0  # decodes started (tests and benchmarks count them)
         self._lock = threading.Lock()
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(threads)
@@ -124,8 +145,8 @@ class ThumbnailLoader(QObject):
         return None
 
     def request(self, rel: str) -> None:
-        """Queue ``rel`` for decoding unless it is cached or already queued."""
-        if self._closed or rel in self._cache or rel in self._failed:
+        """Queue ``rel`` for decoding unless it is cached, already queued, or failed and unchanged since."""
+        if self._closed or rel in self._cache or self.failed_unchanged(rel):
             return
         with self._lock:
             if rel in self._queued:
@@ -140,21 +161,43 @@ class ThumbnailLoader(QObject):
         with self._lock:
             if self._closed or not self._pending:
                 return None
-            rel = self._pending.pop()
+            self.decodes += 1
+            return self._pending.pop()  # stays in _queued until the result reaches the GUI thread
+
+    def failed_unchanged(self, rel: str) -> bool:
+        """Whether ``rel`` failed to decode and has the same size and modification time as then."""
+        if rel not in self._failed:
+            return False
+        if file_signature(self.root / rel) == self._failed[rel]:
+            return True
+        del self._failed[rel]
+        return False
+
+    def forget_failures(self, rels: Iterable[str] | None = None) -> None:
+        """Try ``rels`` (default: every file that failed) again on their next request."""
+        if rels is None:
+            self._failed.clear()
+        for rel in rels or ():
+            self._failed.pop(rel, None)
+
+    def _done(self, rel: str) -> None:
+        with self._lock:
             self._queued.discard(rel)
-            return rel
 
     def _on_loaded(self, rel: str, image: QImage) -> None:
+        self._done(rel)
         if self._closed:
             return
+        self._failed.pop(rel, None)
         self._cache[rel] = image
         self._cache.move_to_end(rel)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         self.loaded.emit(rel)
 
-    def _on_failed(self, rel: str, message: str) -> None:
-        self._failed.add(rel)
+    def _on_failed(self, rel: str, message: str, signature: FileSignature) -> None:
+        self._done(rel)
+        self._failed[rel] = signature
         if not self._closed:
             self.failed.emit(rel, message)
 

@@ -69,12 +69,66 @@ def test_thumbnail_cache_is_bounded(qtbot, tmp_path):
     for i in range(12):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((20, 30), i * 20, np.uint8))
     loader = ThumbnailLoader(tmp_path, capacity=5, size=16)
+    loaded = []
+    loader.loaded.connect(loaded.append)
     try:
         for i in range(12):
             loader.request(f"{i:02d}.png")
-        qtbot.waitUntil(lambda: loader.get("11.png") is not None, timeout=10000)
-        qtbot.wait(200)
-        assert loader.cached_count() <= 5
-        assert max(loader.get("11.png").width(), loader.get("11.png").height()) == 16
+        qtbot.waitUntil(lambda: len(loaded) == 12, timeout=10000)
+        assert loader.cached_count() == 5
+        image = loader.get(loaded[-1])  # the last one decoded is still cached
+        assert image is not None and max(image.width(), image.height()) == 16
+    finally:
+        assert loader.shutdown()
+
+
+def _write_png(path, value: int, side: int = 20) -> None:
+    import cv2
+
+    assert cv2.imwrite(str(path), np.full((side, side), value, np.uint8))
+
+
+def test_thumbnail_failures_are_remembered_until_the_file_changes(qtbot, tmp_path):
+    import os
+
+    from app.thumbnails import ThumbnailLoader
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    _write_png(tmp_path / "good.png", 200)
+    loader = ThumbnailLoader(tmp_path, size=16)
+    failures = []
+    loader.failed.connect(lambda rel, message: failures.append(rel))
+    try:
+        for _ in range(50):  # every repaint of the rows asks again
+            loader.get("broken.png")
+            loader.get("good.png")
+            qtbot.wait(2)
+        qtbot.waitUntil(lambda: failures and loader.get("good.png") is not None, timeout=10000)
+        for _ in range(50):
+            assert loader.get("broken.png") is None
+            qtbot.wait(1)
+        assert failures == ["broken.png"] and loader.decodes == 2  # once each
+
+        broken.write_bytes(b"\x89PNG\r\n\x1a\nstill not an image")  # changed (size): tried once more
+        for _ in range(20):
+            loader.get("broken.png")
+            qtbot.wait(2)
+        qtbot.waitUntil(lambda: len(failures) == 2, timeout=10000)
+        qtbot.wait(50)
+        assert loader.decodes == 3
+
+        stat = broken.stat()  # same size, new modification time: tried again
+        os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        loader.get("broken.png")
+        qtbot.waitUntil(lambda: len(failures) == 3, timeout=10000)
+        loader.forget_failures()  # a rescan: tried again
+        loader.get("broken.png")
+        qtbot.waitUntil(lambda: len(failures) == 4, timeout=10000)
+        assert loader.decodes == 5
+
+        _write_png(broken, 100)  # fixed: the thumbnail appears
+        qtbot.waitUntil(lambda: loader.get("broken.png") is not None, timeout=10000)
+        assert loader.decodes == 6 and len(failures) == 4
     finally:
         assert loader.shutdown()

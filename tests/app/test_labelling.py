@@ -19,8 +19,9 @@ def test_opens_demo_folder_without_model(make_window, demo_folder, qtbot):
     assert not window.export_action.isEnabled()
     qtbot.waitUntil(lambda: window.images.get(window.current) is not None, timeout=10000)
     assert window.viewer.image_item.image.shape == (64, 64, 3)
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is not None,
+                    timeout=10000)  # thumbnails of the rows on screen load lazily
     qtbot.waitUntil(lambda: model.thumbnails.cached_count() >= 5, timeout=10000)
-    assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is not None
     assert model.data(model.index(0, 1)) == "—"
 
 
@@ -84,7 +85,12 @@ def test_sort_and_filter(make_window, demo_folder):
     assert all("undamaged_00" in rel for rel in model.visible_paths()) and model.rowCount() > 0
 
 
-def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot):
+def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot, monkeypatch):
+    import app.thumbnails
+
+    decoded = []
+    read_image = app.thumbnails.read_image
+    monkeypatch.setattr(app.thumbnails, "read_image", lambda path: decoded.append(path.name) or read_image(path))
     broken = demo_folder / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
     window = make_window(demo_folder)
@@ -95,6 +101,13 @@ def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot):
     assert window.list_model.data(window.list_model.index(row, 2)) == "unreadable"
     window.step(1)  # the window keeps working
     assert window.current != "broken.png"
+    window.list_view.scrollTo(window.list_model.index(row, 0))
+    for step in (-1, 1) * 10:  # repaints of the broken row (selection moving over it) decode it no more
+        window.step(step)
+        window.list_view.viewport().repaint()
+        qtbot.wait(5)
+    qtbot.wait(100)
+    assert decoded.count("broken.png") == 1
 
 
 def test_training_needs_both_classes(make_window, demo_folder):
