@@ -26,6 +26,9 @@ from core.project import ProjectError
 from core.segment import SEGMENTERS
 
 ARCHS = {"vgg-a": 1.0, "slim": 0.25}
+# The app's training settings for the demo project: slim trains on a CPU in a minute or two and reached
+# validation balanced accuracy 1.0 on the default demo (best epoch 19).
+DEMO_TRAIN_CONFIG = {"width": ARCHS["slim"], "epochs": 40, "patience": 15}
 
 
 class CommandError(Exception):
@@ -173,6 +176,7 @@ def run_demo(args) -> int:
         chosen = [name for i, name in enumerate(names) if int((i + 1) * fraction) > int(i * fraction)]
         with Project.open(images) as project:
             project.set_labels({name: truth[name] for name in chosen})
+            project.set_setting("train_config", DEMO_TRAIN_CONFIG)
         print(f"labelled {len(chosen)} of {len(names)} images in the project {images / '.lrpseg'}")
     return 0
 

@@ -7,8 +7,10 @@ def test_demo_prelabels_part_of_the_folder(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "d"), "--damaged", "4", "--undamaged", "4", "--size", "64"]) == 0
     with Project.open(tmp_path / "d" / "images") as project:
         labels = project.labels()
+        train_config = project.get_setting("train_config")
     assert len(labels) == 6
     assert all(name.split("/")[0] == label for name, label in labels.items())
+    assert train_config["width"] == 0.25
 
 
 def test_labels_export_then_import_into_a_fresh_project(tmp_path, capsys):
