@@ -143,7 +143,8 @@ def conv_learning_rate(config: TrainConfig) -> float:
     return PAPER_LR_CONV if config.imagenet_weights else RANDOM_INIT_LR_CONV
 
 
-def _optimizer(model: VGGA, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: VGGA, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (or SGD with momentum 0.9) with the conv and FC learning rates as two parameter groups."""
     groups = [
         {"params": model.features.parameters(), "lr": conv_learning_rate(config)},
         {"params": model.classifier.parameters(), "lr": config.lr_fc},
@@ -199,7 +200,7 @@ def fit(
             model, None if config.imagenet_weights == "auto" else config.imagenet_weights
         )
     model.to(device)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     class_weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights)
     mean, std = model.mean, model.std
