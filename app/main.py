@@ -1,4 +1,8 @@
-"""Entry point ``lrpseg-gui [FOLDER]``: start the desktop app, optionally opening an image folder."""
+"""Entry point ``lrpseg-gui [FOLDER]``: start the desktop app, optionally opening an image folder.
+
+``--version`` prints the version line of ``lrpseg --version``; ``--smoke-test SECONDS`` opens the window, says
+when it is shown (with FOLDER listed), and quits by itself: packaging/smoke.sh runs it on a frozen bundle.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 STYLE_SHEET = Path(__file__).with_name("style.qss")
@@ -20,7 +25,77 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--style", choices=("dark", "native"), default="dark", help="look of the window")
-    return parser.parse_args(argv)
+    parser.add_argument("--version", action="store_true", help="print version, torch, CUDA and device, then exit")
+    parser.add_argument(
+        "--smoke-test", type=float, metavar="SECONDS",
+        help="check the installation: open the window (and FOLDER), print 'lrpseg-gui: window shown (N images)' "
+        "once it is shown and listed, quit SECONDS later; exit code 0 only if all worked and every worker "
+        "thread stopped",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke_test is not None and not args.smoke_test >= 0:
+        parser.error("--smoke-test needs a number of seconds >= 0")
+    return args
+
+
+def version_line() -> str:
+    """``lrpseg --version``'s text prefixed with the GUI's name."""
+    from core.cli import version_text
+
+    return f"lrpseg-gui: {version_text()}"
+
+
+SMOKE_SHOW_TIMEOUT_S = 120.0
+
+
+class SmokeTest:
+    """Drives ``--smoke-test``: waits for the window (and its folder), then closes it after ``seconds``.
+
+    ``result`` is the exit code: 0 when the window showed, listed the folder and its worker threads stopped.
+    """
+
+    def __init__(self, app, window, seconds: float, folder: str | None) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.app, self.window, self.seconds, self.folder = app, window, seconds, folder
+        self.result = 1
+        self.finished = False
+        self.started = time.monotonic()
+        self._poll = QTimer()
+        self._poll.setInterval(50)
+        self._poll.timeout.connect(self._check_shown)
+        self._poll.start()
+
+    def _listed(self) -> bool:
+        return self.folder is None or self.window.project is not None
+
+    def _check_shown(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        if self.window.isVisible() and self._listed():
+            self._poll.stop()
+            print(f"lrpseg-gui: window shown ({len(self.window.list_model.paths)} images)", flush=True)
+            QTimer.singleShot(round(1000 * self.seconds), lambda: self._finish(shown=True))
+        elif self.window.last_error is not None or time.monotonic() - self.started > SMOKE_SHOW_TIMEOUT_S:
+            self._poll.stop()
+            self._finish(shown=False)
+
+    def _finish(self, shown: bool) -> None:
+        from app.workers import running_threads
+
+        if not shown:
+            title, message = self.window.last_error or ("window not shown in time", "")
+            reason = " ".join([f"{title}:", *message.split()])
+            print(f"lrpseg-gui: smoke test failed: {reason}", file=sys.stderr, flush=True)
+        self.window.close()  # stops jobs, the analysis service and the thumbnail threads
+        left = running_threads()
+        if left:
+            print(f"lrpseg-gui: smoke test failed: threads still running: {left}", file=sys.stderr, flush=True)
+        self.result = 0 if shown and not left else 1
+        self.finished = True
+        if self.result == 0:
+            print("lrpseg-gui: quit cleanly (worker threads stopped)", flush=True)
+        self.app.exit(self.result)
 
 
 def limit_cpu_threads() -> None:
@@ -55,6 +130,9 @@ def apply_style(app, style: str = "dark") -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the app; return its exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.version:
+        print(version_line())
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from PySide6.QtWidgets import QApplication
 
@@ -72,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("lrpseg")
     apply_style(app, args.style)
     window = MainWindow(args.folder, device=args.device)
+    smoke = SmokeTest(app, window, args.smoke_test, args.folder) if args.smoke_test is not None else None
     window.show()
     freeze_startup_objects()
-    return app.exec()
+    code = app.exec()
+    return smoke.result if smoke is not None else code
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def test_entry_point_arguments():
 
     args = parse_args(["/some/folder", "--device", "cpu"])
     assert args.folder == "/some/folder" and args.device == "cpu"
-    assert parse_args([]).folder is None
+    assert parse_args([]).folder is None and parse_args([]).smoke_test is None
+    assert parse_args(["--smoke-test", "2.5"]).smoke_test == 2.5 and parse_args(["--version"]).version
 
 
 def test_training_settings_dialog_round_trip(qtbot, slim_settings):
