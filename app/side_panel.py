@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.viewer import HEATMAP_OPACITY, MASK_OPACITY
 from app.workers import display_text
 
 SLIDER_STEPS = 1000
@@ -206,11 +207,11 @@ class SidePanel(QWidget):
         self.heatmap_check = QCheckBox("Relevance heatmap")
         self.heatmap_check.setChecked(True)
         self.heatmap_check.setToolTip("Signed relevance: red for damaged evidence, blue against (H)")
-        self.heatmap_opacity = self._opacity_slider(60)
+        self.heatmap_opacity = self._opacity_slider(round(100 * HEATMAP_OPACITY))
         self.mask_check = QCheckBox("Mask")
         self.mask_check.setChecked(True)
         self.mask_check.setToolTip("The mask at the current threshold (M)")
-        self.mask_opacity = self._opacity_slider(45)
+        self.mask_opacity = self._opacity_slider(round(100 * MASK_OPACITY))
         self.mask_style = QComboBox()
         self.mask_style.addItems(["fill", "outline"])
         self.mask_style.setToolTip("Draw the mask filled or as its outline (O)")

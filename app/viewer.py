@@ -18,20 +18,31 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem
 
-HEATMAP_COLOURMAP = "CET-D1A"
+HEATMAP_POSITIVE = (255, 40, 40)  # evidence for "damaged"
+HEATMAP_NEGATIVE = (40, 130, 255)  # evidence against
+HEATMAP_GAMMA = 0.5
+HEATMAP_OPACITY = 0.75
 MASK_COLOUR = (255, 214, 0)
+MASK_OPACITY = 0.45
 ZERO_INDEX = 128
 
 
-def heatmap_lut(name: str = HEATMAP_COLOURMAP) -> np.ndarray:
-    """256 RGBA entries of a diverging map; index 128 is zero relevance and fully transparent.
+def heatmap_lut(
+    positive: tuple[int, int, int] = HEATMAP_POSITIVE,
+    negative: tuple[int, int, int] = HEATMAP_NEGATIVE,
+    gamma: float = HEATMAP_GAMMA,
+) -> np.ndarray:
+    """256 RGBA entries for signed relevance: index 128 is zero and fully transparent; above it ``positive``,
+    below it ``negative``, with opacity ``(|relevance| / scale) ** gamma``.
 
-    Opacity grows with ``|relevance|`` so the image stays visible where the classifier saw nothing.
+    One saturated colour per sign, so the magnitude is carried by opacity alone: a diverging colour map that
+    fades to white (or darkens) towards zero left LRP's maps, whose relevance is concentrated on few pixels,
+    hard to see on grey images. ``gamma < 1`` lifts the many moderately relevant pixels into view.
     """
-    colours = pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.float64)
-    distance = np.abs(np.arange(256) - ZERO_INDEX) / (255 - ZERO_INDEX)
-    alpha = np.clip(distance, 0, 1) ** 0.7 * 255
-    return np.column_stack([colours, alpha]).round().astype(np.uint8)
+    index = np.arange(256)
+    distance = np.clip(np.abs(index - ZERO_INDEX) / (255 - ZERO_INDEX), 0, 1)
+    colours = np.where((index >= ZERO_INDEX)[:, None], np.array(positive), np.array(negative))
+    return np.column_stack([colours, distance**gamma * 255]).round().astype(np.uint8)
 
 
 def relevance_to_uint8(relevance: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -107,8 +118,8 @@ class ImageViewer(pg.GraphicsView):
         self._score_index: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
         self.heatmap_scale = 1.0
-        self.set_heatmap_opacity(0.6)
-        self.set_mask_opacity(0.45)
+        self.set_heatmap_opacity(HEATMAP_OPACITY)
+        self.set_mask_opacity(MASK_OPACITY)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
 
     # ----------------------------------------------------------------- image

@@ -9,7 +9,10 @@
    reported stall (``max_stall_ms``) is the largest gap minus the 5 ms period. A second run also steps to the
    next image every 150 ms, as an inspector would; its gaps include the window's own repaint per step and are
    printed, not part of the RESULT line.
-3. Opening a folder of 10,000 small PNGs (copies of one tiny image): ``open_folder`` until the list has painted,
+3. Switching the segmenter on the image on screen (re-segments the explanation held in memory, no LRP),
+   against showing an image whose explanation must come from LRP (the project's relevance cache bypassed) or
+   from that cache (as after a restart): request -> analysis in the window's cache, on the demo's 224² images.
+4. Opening a folder of 10,000 small PNGs (copies of one tiny image): ``open_folder`` until the list has painted,
    then scrolling the whole list page by page (frame time per page; thumbnails load lazily), and the resident
    memory before and after.
 
@@ -213,6 +216,47 @@ def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
     return background, stepping
 
 
+# ------------------------------------------------------------------------------------------------ switch
+def bench_switch(app, window, repeats: int) -> dict[str, list[float]]:
+    """Milliseconds until the current image's analysis is in the window's cache: after a segmenter switch
+    (explanation in memory), and after a request whose explanation comes from LRP or from the project cache."""
+    from app import session
+
+    def analysed(segmenter: str | None = None) -> bool:
+        analysis = window.current_analysis()
+        return analysis is not None and (segmenter is None or analysis.segmenter == segmenter)
+
+    window.select(window.list_model.paths[0])
+    wait_until(app, analysed, 120, "first analysis")
+    segmenters = session.segmenter_choices()
+    times: dict[str, list[float]] = {"switch": [], "lrp": [], "cache": []}
+    for _ in range(repeats):
+        target = segmenters[(segmenters.index(window.segmenter) + 1) % len(segmenters)]
+        kept = window.analyses.peek(window.key(window.current))
+        window.analyses.clear()  # only the explanation on screen stays in memory
+        window.analyses.put(window.key(window.current), kept)
+        wait_until(app, window.service.is_idle, 120, "service idle")  # look-ahead of the previous switch
+        start = time.perf_counter()
+        window.panel.segmenter.setCurrentText(target)
+        wait_until(app, lambda target=target: analysed(target), 60, "re-segmentation")
+        times["switch"].append((time.perf_counter() - start) * 1000)
+        times.setdefault(f"switch to {target}", []).append(times["switch"][-1])
+    store = window.service._store
+    for name, cache in (("lrp", None), ("cache", store)):
+        window.service._store = cache
+        for _ in range(repeats):
+            window.analyses.clear()
+            wait_until(app, window.service.is_idle, 120, "service idle")
+            start = time.perf_counter()
+            window._show_analysis_or_request(window.current)
+            wait_until(app, analysed, 120, name)
+            times[name].append((time.perf_counter() - start) * 1000)
+    window.service._store = store
+    window.service.look_ahead([], [], None)
+    wait_until(app, window.service.is_idle, 120, "service idle")
+    return times
+
+
 # ------------------------------------------------------------------------------------------------ open 10k
 def make_folder(folder: Path, count: int) -> None:
     """``count`` copies of one 64x64 PNG (a few hundred bytes each), in 10 sub-folders."""
@@ -299,6 +343,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{gaps['ticks']} ticks of a 5 ms timer; {gaps['lrp_done']} LRP analyses done; training ran "
                   f"throughout: {gaps['training_ran_throughout']}; {gaps['gc_runs']} GC runs, longest "
                   f"{gaps['gc_max_ms']:.1f} ms")
+
+        switch = bench_switch(app, window, 6 if args.quick else 21)
+        shown = f"mode {window.current_analysis().mode}, segmenter {window.segmenter}"
+        print(f"show the current image (224², model input 128, {shown}): " + ", ".join(
+            f"{label} median {np.median(switch[key]):.0f} ms (max {np.max(switch[key]):.0f})"
+            for key, label in (("switch", "segmenter switch, explanation in memory"),
+                               ("lrp", "explained by LRP"), ("cache", "relevance from the project cache"))))
+        print("segmenter switch by target: " + ", ".join(
+            f"{key[10:]} {np.median(value):.0f} ms" for key, value in switch.items() if key.startswith("switch to")))
 
         folder = tmp / "many"
         t0 = time.perf_counter()

@@ -18,6 +18,9 @@ def test_heatmap_is_symmetric_with_transparent_zero():
     lut = heatmap_lut()
     assert lut.shape == (256, 4) and lut.dtype == np.uint8
     assert lut[ZERO_INDEX, 3] == 0 and lut[255, 3] == 255 and lut[1, 3] > 200
+    assert lut[ZERO_INDEX + 1 :, 0].min() > 200 and lut[:ZERO_INDEX, 2].min() > 200  # red for, blue against
+    tenth, _ = relevance_to_uint8(np.array([[0.1, -0.1, 1.0]], dtype=np.float32))
+    assert (lut[tenth[0, :2], 3] > 75).all()  # a tenth of the scale is clearly visible (the maps are sparse)
 
 
 def test_mask_lut_matches_score_threshold():
