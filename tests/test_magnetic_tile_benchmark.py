@@ -17,6 +17,7 @@ from benchmarks.mt_eval import relevance_maps, score_maps, segment_all  # noqa: 
 from benchmarks.mt_split import capture_groups, fingerprint, similarity, split_groups  # noqa: E402
 from benchmarks.mt_train import fit_on_device  # noqa: E402
 from benchmarks.unet import UNet, deform  # noqa: E402
+from core.checkpoint import load_checkpoint  # noqa: E402
 from core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a  # noqa: E402
 from core.pipeline import analyse  # noqa: E402
 from core.train import TrainConfig  # noqa: E402
@@ -203,7 +204,14 @@ def test_fit_on_device_trains_and_keeps_the_best_epoch():
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
 def test_quick_run_writes_the_report(tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "magnetic_tile.py"), "--quick", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "magnetic_tile.py"),
+            "--quick",
+            "--save-models",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=400,
@@ -221,3 +229,5 @@ def test_quick_run_writes_the_report(tmp_path):
         assert (tmp_path / f"magnetic_tile_pr_{rule_set}.png").stat().st_size > 1000
     assert (tmp_path / "magnetic_tile.json").is_file()
     assert sum(line.startswith("| VGG-A") and "| ours |" in line for line in report) == 6
+    model, meta = load_checkpoint(tmp_path / "magnetic_tile_onefc.safetensors")
+    assert meta["head"] == "onefc" and model.input_size == 64
