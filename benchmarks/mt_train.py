@@ -31,6 +31,7 @@ from core.train import (
     TrainProgress,
     TrainResult,
     conv_learning_rate,
+    make_optimizer,
     predict_probabilities,
 )
 
@@ -40,18 +41,6 @@ def autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
-
-
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = [
-        {"params": model.features.parameters(), "lr": conv_learning_rate(config)},
-        {"params": model.classifier.parameters(), "lr": config.lr_fc},
-    ]
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
 
 
 def fit_on_device(
@@ -98,7 +87,7 @@ def fit_on_device(
     data = DeviceImages(train_images, None, model.mean, model.std, device)
     targets = torch.as_tensor(train_targets, device=device)
     val_batch = val_batch.to(device)
-    optimizer = _optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     steps = int(np.ceil(len(data) / config.batch_size))
