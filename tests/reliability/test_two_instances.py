@@ -54,8 +54,8 @@ def _integrity(folder: Path) -> str:
 def test_two_instances_write_at_once_without_corruption(tmp_path):
     """Two processes open one project at the same moment and write 300 times each.
 
-    The project exists beforehand: two instances *creating* one project at the same moment is an open problem
-    (tests/RELIABILITY.md)."""
+    The project exists beforehand (creating one at the same moment is the test below); each instance pauses 2 ms
+    between actions, as a user would, so the two really interleave."""
     Project.open(tmp_path).close()
     children = {
         name: subprocess.Popen(
@@ -177,3 +177,34 @@ def test_cli_second_writer_gets_one_line(tmp_path, capsys, monkeypatch):
         blocker.close()
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("lrpseg labels: error: ") and "locked by another program" in err
+
+
+_OPENER = """
+import sys
+from core.project import Project
+project = Project.open(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+project.close()
+"""
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_two_instances_create_one_new_project_at_the_same_moment(tmp_path, attempt):
+    """Both open a folder without a project at once; switching the new database to WAL must not fail."""
+    children = [
+        subprocess.Popen(
+            [PYTHON, "-c", _OPENER, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    results = [child.communicate("\n", timeout=60) for child in children]
+    for child, (out, err) in zip(children, results, strict=True):
+        assert child.returncode == 0 and out.strip() == "ready", err[-2000:]
+    assert _integrity(tmp_path) == "ok"
