@@ -1,17 +1,14 @@
 """Classifier training with the data on the device: :func:`core.train.fit` without the per-step CPU work.
 
-:func:`fit_on_device` follows ``core.train.fit`` step for step (VGG-A from :func:`core.models.build_vgg_a`,
-Adam or SGD with ``core.train.conv_learning_rate`` for the convolutions and ``lr_fc`` for the fully connected
-layers, class-balanced cross-entropy, random S×S crops with horizontal and vertical flips, the weights of the epoch with
-the best validation balanced accuracy, early stopping after ``patience`` epochs without improvement), but
-keeps the images on the device as uint8 (:class:`benchmarks.mt_data.DeviceImages`) and can run the forward
+:func:`fit_on_device` shares set-up, validation and early stopping with ``core.train.fit``
+(:func:`core.train.prepare_training`, :func:`core.train.validation_record`, :class:`core.train.EarlyStopping`),
+but keeps the images on the device as uint8 (:class:`benchmarks.mt_data.DeviceImages`) and can run the forward
 pass under bfloat16 autocast. On a GPU ``core.train.fit`` spends most of each step preparing crops on one CPU
 core; this does not. It belongs in ``core.train`` once the product wants it (e.g. ``fit(..., on_device=True)``).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -19,20 +16,17 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch import nn
 
 from benchmarks.mt_data import DeviceImages
-from core.device import describe_device, resolve_device
-from core.metrics import classification_metrics
-from core.models import build_vgg_a, load_imagenet_conv_weights
+from core.device import describe_device
 from core.train import (
-    CLASS_NAMES,
+    EarlyStopping,
     TrainConfig,
     TrainProgress,
     TrainResult,
     conv_learning_rate,
-    make_optimizer,
-    predict_probabilities,
+    prepare_training,
+    validation_record,
 )
 
 
@@ -73,27 +67,15 @@ def fit_on_device(
     """
     started = time.perf_counter()
     train_targets = np.asarray(train_targets, dtype=int)
-    counts = np.bincount(train_targets, minlength=2)
-    if np.any(counts == 0):
-        raise ValueError(f"training needs both classes; got {counts[0]} undamaged and {counts[1]} damaged")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = resolve_device(config.device)
-    model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
-    model.class_names = CLASS_NAMES
-    if config.imagenet_weights:
-        load_imagenet_conv_weights(model, None if config.imagenet_weights == "auto" else config.imagenet_weights)
-    model.to(device)
+    setup = prepare_training(config, train_targets)
+    model, device, optimizer, loss_fn, rng = setup.model, setup.device, setup.optimizer, setup.loss_fn, setup.rng
+    counts = setup.class_counts
     data = DeviceImages(train_images, None, model.mean, model.std, device)
     targets = torch.as_tensor(train_targets, device=device)
     val_batch = val_batch.to(device)
-    optimizer = make_optimizer(model, config)
-    weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
     steps = int(np.ceil(len(data) / config.batch_size))
-    best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None}
-    best_state = copy.deepcopy(model.state_dict())
-    history, stale = [], 0
+    stopping = EarlyStopping(model, config.patience)
+    history = []
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = rng.permutation(len(data))
@@ -109,14 +91,8 @@ def fit_on_device(
             optimizer.step()
             total += loss.detach() * len(idx)
         record = {"epoch": epoch, "loss": float(total) / len(data)}
-        predicted = (predict_probabilities(model, val_batch, device, batch_size=64) >= 0.5).astype(int)
-        record.update(classification_metrics(val_targets, predicted))
-        if record["balanced_accuracy"] > best["balanced_accuracy"]:
-            best = {"epoch": epoch, **{k: record[k] for k in ("balanced_accuracy", "tpr", "tnr")}}
-            best_state = copy.deepcopy(model.state_dict())
-            stale = 0
-        else:
-            stale += 1
+        record.update(validation_record(model, val_batch, val_targets, device, batch_size=64))
+        stop = stopping.update(epoch, record, model)
         history.append(record)
         if progress:
             progress(
@@ -124,10 +100,10 @@ def fit_on_device(
                     epoch, config.epochs, steps, steps, record["loss"], record["balanced_accuracy"], "epoch done"
                 )
             )
-        if stale >= config.patience:
+        if stop:
             break
-    model.load_state_dict(best_state)
-    model.eval()
+    stopping.restore(model)
+    best = stopping.best
     summary = {
         "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
         "trainer": "device",

@@ -156,6 +156,82 @@ def make_optimizer(model: VGGA, config: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
 
 
+@dataclass
+class TrainingSetup:
+    """What every training loop starts from: a fresh model on its device, optimiser, class-balanced loss, rng."""
+
+    model: VGGA
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    rng: np.random.Generator
+    class_counts: np.ndarray
+
+
+def prepare_training(config: TrainConfig, train_targets: np.ndarray) -> TrainingSetup:
+    """Seed, build the model (ImageNet convs if configured), and make optimiser and class-weighted loss.
+
+    Raises
+    ------
+    ValueError
+        When a class has no training image.
+    """
+    counts = np.bincount(train_targets, minlength=2)
+    if np.any(counts == 0):
+        raise ValueError(f"training needs both classes; got {counts[0]} undamaged and {counts[1]} damaged images")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
+    model.class_names = CLASS_NAMES
+    if config.imagenet_weights:
+        load_imagenet_conv_weights(model, None if config.imagenet_weights == "auto" else config.imagenet_weights)
+    model.to(device)
+    class_weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
+    return TrainingSetup(
+        model, device, make_optimizer(model, config), nn.CrossEntropyLoss(weight=class_weights), rng, counts
+    )
+
+
+def validation_record(
+    model: nn.Module, val_batch: torch.Tensor, val_targets: np.ndarray, device: torch.device, batch_size: int = 32
+) -> dict:
+    """Balanced accuracy, TPR and TNR of the current model on a stack of validation inputs."""
+    predicted = (predict_probabilities(model, val_batch, device, batch_size) >= 0.5).astype(int)
+    return classification_metrics(val_targets, predicted)
+
+
+class EarlyStopping:
+    """Keeps the weights of the epoch with the best validation balanced accuracy; stops after ``patience``
+    epochs without improvement."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.patience = patience
+        self.best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None}
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.stale = 0
+
+    def update(self, epoch: int, record: dict, model: nn.Module) -> bool:
+        """Record one epoch's validation result; return whether training should stop."""
+        if record["balanced_accuracy"] > self.best["balanced_accuracy"]:
+            self.best = {"epoch": epoch, **{k: record[k] for k in ("balanced_accuracy", "tpr", "tnr")}}
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.stale = 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+    def keep_last(self, epoch: int, model: nn.Module) -> None:
+        """Without validation data: the latest epoch is the one kept."""
+        self.best["epoch"] = epoch
+        self.best_state = copy.deepcopy(model.state_dict())
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the kept weights into ``model`` and switch it to eval mode."""
+        model.load_state_dict(self.best_state)
+        model.eval()
+
+
 def fit(
     train_images: Sequence[np.ndarray],
     train_targets: np.ndarray,
@@ -185,24 +261,9 @@ def fit(
     val_targets = np.asarray(val_targets, dtype=int)
     if len(train_images) == 0:
         raise ValueError("no training images")
-    counts = np.bincount(train_targets, minlength=2)
-    if np.any(counts == 0):
-        raise ValueError(
-            f"training needs both classes; got {counts[0]} undamaged and {counts[1]} damaged images"
-        )
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = resolve_device(config.device)
-    model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
-    model.class_names = CLASS_NAMES
-    if config.imagenet_weights:
-        load_imagenet_conv_weights(
-            model, None if config.imagenet_weights == "auto" else config.imagenet_weights
-        )
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    class_weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    setup = prepare_training(config, train_targets)
+    model, device, optimizer, loss_fn, rng = setup.model, setup.device, setup.optimizer, setup.loss_fn, setup.rng
+    counts = setup.class_counts
     mean, std = model.mean, model.std
     val_batch = (
         torch.stack([prepare_eval(img, config.input_size, mean, std)[0] for img in val_images])
@@ -211,10 +272,9 @@ def fit(
     )
 
     steps = int(np.ceil(len(train_images) / config.batch_size))
-    best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None}
-    best_state = copy.deepcopy(model.state_dict())
+    stopping = EarlyStopping(model, config.patience)
     history = []
-    stale = 0
+    stop = False
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = rng.permutation(len(train_images))
@@ -235,17 +295,10 @@ def fit(
         record = {"epoch": epoch, "loss": epoch_loss}
         if val_batch is not None:
             check(cancel)
-            predicted = (predict_probabilities(model, val_batch, device) >= 0.5).astype(int)
-            record.update(classification_metrics(val_targets, predicted))
-            if record["balanced_accuracy"] > best["balanced_accuracy"]:
-                best = {"epoch": epoch, **{k: record[k] for k in ("balanced_accuracy", "tpr", "tnr")}}
-                best_state = copy.deepcopy(model.state_dict())
-                stale = 0
-            else:
-                stale += 1
+            record.update(validation_record(model, val_batch, val_targets, device))
+            stop = stopping.update(epoch, record, model)
         else:
-            best_state = copy.deepcopy(model.state_dict())
-            best["epoch"] = epoch
+            stopping.keep_last(epoch, model)
         history.append(record)
         if progress:
             progress(
@@ -259,11 +312,11 @@ def fit(
                     f"epoch {epoch} done",
                 )
             )
-        if val_batch is not None and stale >= config.patience:
+        if stop:
             break
 
-    model.load_state_dict(best_state)
-    model.eval()
+    stopping.restore(model)
+    best = stopping.best
     summary = {
         "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
         "n_train": len(train_images),
