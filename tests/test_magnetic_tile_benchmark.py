@@ -25,12 +25,7 @@ from core.train import TrainConfig  # noqa: E402
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _texture(rng, height=300, width=220):

@@ -43,6 +43,19 @@ project.close()
 """
 
 
+def _spawn(code: str, *args: str) -> subprocess.Popen:
+    """A child Python running ``code`` on the repository, with pipes for all three streams."""
+    return subprocess.Popen(
+        [PYTHON, "-c", code, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+    )
+
+
 def _integrity(folder: Path) -> str:
     conn = sqlite3.connect(folder / ".lrpseg" / "project.sqlite")
     try:
@@ -57,18 +70,7 @@ def test_two_instances_write_at_once_without_corruption(tmp_path):
     The project exists beforehand (creating one at the same moment is the test below); each instance pauses 2 ms
     between actions, as a user would, so the two really interleave."""
     Project.open(tmp_path).close()
-    children = {
-        name: subprocess.Popen(
-            [PYTHON, "-c", _INSTANCE, str(tmp_path), name, "300"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-            cwd=ROOT,
-        )
-        for name in ("first", "second")
-    }
+    children = {name: _spawn(_INSTANCE, str(tmp_path), name, "300") for name in ("first", "second")}
     for child in children.values():
         assert child.stdout.readline().strip() == "ready"
     outputs = {}
@@ -192,18 +194,7 @@ project.close()
 @pytest.mark.parametrize("attempt", range(4))
 def test_two_instances_create_one_new_project_at_the_same_moment(tmp_path, attempt):
     """Both open a folder without a project at once; switching the new database to WAL must not fail."""
-    children = [
-        subprocess.Popen(
-            [PYTHON, "-c", _OPENER, str(tmp_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-            cwd=ROOT,
-        )
-        for _ in range(2)
-    ]
+    children = [_spawn(_OPENER, str(tmp_path)) for _ in range(2)]
     results = [child.communicate("\n", timeout=60) for child in children]
     for child, (out, err) in zip(children, results, strict=True):
         assert child.returncode == 0 and out.strip() == "ready", err[-2000:]
