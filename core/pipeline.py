@@ -31,6 +31,7 @@ from core.lrp import explain
 from core.models import VGGA
 from core.preprocess import prepare_eval, stitch, tile_grid, tiles
 from core.segment import SegmentationResult, segment
+from core.train import predict_probabilities
 
 MODES = ("auto", "crop", "tile")
 TILE_FACTOR = 1.5
@@ -113,18 +114,11 @@ def predict(
 ) -> np.ndarray:
     """P(damaged) per image from the centre crop (the paper's evaluation protocol)."""
     device = device or _model_device(model)
-    model.eval()
     probabilities = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack(
-                [
-                    prepare_eval(img, model.input_size, model.mean, model.std)[0]
-                    for img in images[start : start + batch_size]
-                ]
-            )
-            logits = model(batch.to(device))
-            probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        batch = torch.stack([prepare_eval(img, model.input_size, model.mean, model.std)[0] for img in chunk])
+        probabilities.append(predict_probabilities(model, batch, device, batch_size))
     return np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32)
 
 
