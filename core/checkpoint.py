@@ -129,6 +129,28 @@ def _few(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _build(path: Path, meta: dict, device: str) -> VGGA:
+    """The model ``meta`` describes, built on ``device``; CheckpointError if it cannot be built."""
+    try:
+        with torch.device(device):
+            return build_vgg_a(
+                head=meta["head"],
+                width=meta["width"],
+                input_size=meta["input_size"],
+                num_classes=meta["num_classes"],
+                mean=meta["mean"],
+                std=meta["std"],
+                class_names=meta["class_names"],
+            )
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: checkpoint describes an invalid model ({error})") from None
+    except RuntimeError as error:  # e.g. an absurd input_size: the described model does not fit in memory
+        raise CheckpointError(
+            f"{path}: cannot build the model the checkpoint describes ({_described(meta)}): "
+            f"{(str(error).strip().splitlines() or [type(error).__name__])[-1][:200]}"
+        ) from None
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[VGGA, dict]:
@@ -159,24 +181,9 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: no such checkpoint file")
     meta, tensors = _read(path)
     _check_meta(path, meta)
-    try:
-        model = build_vgg_a(
-            head=meta["head"],
-            width=meta["width"],
-            input_size=meta["input_size"],
-            num_classes=meta["num_classes"],
-            mean=meta["mean"],
-            std=meta["std"],
-            class_names=meta["class_names"],
-        )
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: checkpoint describes an invalid model ({error})") from None
-    except RuntimeError as error:  # e.g. an absurd input_size: the described model does not fit in memory
-        raise CheckpointError(
-            f"{path}: cannot build the model the checkpoint describes ({_described(meta)}): "
-            f"{(str(error).strip().splitlines() or [type(error).__name__])[-1][:200]}"
-        ) from None
-    expected = model.state_dict()
+    # The described model is first built on the meta device (no memory) so that a file whose tensors do not
+    # fit its description is refused before a possibly huge model is allocated.
+    expected = _build(path, meta, "meta").state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -199,7 +206,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: tensors must share one floating-point dtype, found {sorted(map(str, dtypes))}"
         )
-    model.to(next(iter(dtypes)))
+    model = _build(path, meta, "cpu").to(next(iter(dtypes)))
     model.load_state_dict(tensors, strict=True)
     model.eval().to(map_location)
     info = {key: meta[key] for key in _REQUIRED if key != "format"}

@@ -8,6 +8,7 @@ max-pool output flattened straight into one linear layer). Every layer has a nam
 from __future__ import annotations
 
 import math
+import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -249,7 +250,13 @@ def load_imagenet_conv_weights(model: VGGA, path: str | Path | None = None) -> l
         )
     try:
         state = _read_state_dict(file)
-    except Exception as error:  # any reader failure means: not usable weights
+    except pickle.UnpicklingError:
+        # torch's own message here advises weights_only=False, i.e. running the file's code: never that.
+        raise WeightsUnavailableError(
+            f"{file}: refused: besides tensors the file holds pickled Python objects, which could run code; "
+            f"lrpseg reads only plain tensors. Use torchvision's vgg11-8a719046.pth or a .safetensors copy."
+        ) from None
+    except Exception as error:  # any other reader failure means: not usable weights
         raise WeightsUnavailableError(f"{file}: cannot read VGG-11 weights ({error})") from error
     new_state = {}
     for name, index in zip(CONV_LAYER_NAMES, _TORCHVISION_CONV_INDEX, strict=True):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from core import checkpoint
 from core.checkpoint import FORMAT_VERSION, METADATA_KEY, CheckpointError, load_checkpoint, save_checkpoint
 from core.models import build_vgg_a
 
@@ -143,6 +144,25 @@ def test_missing_or_misshapen_tensors_are_refused(tmp_path, saved):
     _rewrite_metadata(saved, wider, lambda meta, _: meta.update(width=0.25))
     with pytest.raises(CheckpointError, match="wider.safetensors.*wrong shape"):
         load_checkpoint(wider)
+
+
+def test_mismatched_file_is_refused_before_a_real_model_is_built(tmp_path, saved, monkeypatch):
+    built_on = []
+    build = checkpoint.build_vgg_a
+
+    def recording_build(**kwargs):
+        model = build(**kwargs)
+        built_on.append(next(model.parameters()).device.type)
+        return model
+
+    monkeypatch.setattr(checkpoint, "build_vgg_a", recording_build)
+    wider = tmp_path / "wider.safetensors"
+    _rewrite_metadata(saved, wider, lambda meta, _: meta.update(width=0.25))
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_checkpoint(wider)
+    assert built_on == ["meta"]  # the check needed no memory for the described model
+    model, _ = load_checkpoint(saved)
+    assert built_on == ["meta", "meta", "cpu"] and next(model.parameters()).device.type == "cpu"
 
 
 def test_missing_file_and_bad_json(tmp_path, saved):

@@ -78,8 +78,9 @@ def test_loading_planted_pickles_never_runs_them(tmp_path, capsys):
         assert "Traceback" not in err
     full_width = build_vgg_a(width=1.0, input_size=32)  # --imagenet reads torchvision weight files
     for name in ("pickle.pth", "torch_zip.pt"):
-        with pytest.raises(WeightsUnavailableError, match=re.escape(name)):
+        with pytest.raises(WeightsUnavailableError, match=re.escape(name)) as info:
             load_imagenet_conv_weights(full_width, planted[name])
+        assert "refused" in str(info.value) and "weights_only=False" not in str(info.value)
     assert not marker.exists()
 
 
