@@ -15,7 +15,8 @@ the database locked (for instance by a second lrpseg instance in the middle of a
 once; they share one label history.
 
 Cached predictions and relevance maps remember the image file's size and modification time and are ignored
-once the file changes.
+once the file changes. The map files are capped at ``cache_limit_bytes`` in all (default
+:data:`CACHE_LIMIT_BYTES`): past it, the maps stored longest ago are deleted first, down to 90 % of the cap.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ DB_NAME = "project.sqlite"
 CACHE_DIR = "cache"
 #: Undo steps kept; older ones are forgotten.
 HISTORY_LIMIT = 10_000
+CACHE_LIMIT_BYTES = 2 << 30
+"""Default cap on the relevance-map files of one project (2 GiB: about 10,000 maps of 224²)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -131,11 +134,19 @@ def _from_db(stored: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 class Project:
     """An open project; create with :meth:`Project.open`, finish with :meth:`close` (or use ``with``)."""
 
-    def __init__(self, folder: Path, busy_timeout_s: float) -> None:
+    def __init__(self, folder: Path, busy_timeout_s: float, cache_limit_bytes: int = CACHE_LIMIT_BYTES) -> None:
         self.folder = folder
+        self.cache_limit_bytes = cache_limit_bytes
         self.store_dir = folder / STORE_DIR
         self.db_path = self.store_dir / DB_NAME
         self.cache_dir = self.store_dir / CACHE_DIR
@@ -145,11 +156,14 @@ class Project:
         self._lock = threading.Lock()
         self._closed = False
         self._images: list[str] = []
+        self._cache_bytes: int | None = None  # counted on the first store, then kept up to date
         self.scan_problems: list[tuple[Path, str]] = []
 
     # ------------------------------------------------------------------------------------------- opening
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], busy_timeout_s: float = 5.0) -> Project:
+    def open(
+        cls, folder: str | os.PathLike[str], busy_timeout_s: float = 5.0, cache_limit_bytes: int = CACHE_LIMIT_BYTES
+    ) -> Project:
         """Open (creating if needed) the project of an image folder and scan the folder for images.
 
         Parameters
@@ -158,6 +172,8 @@ class Project:
             The image folder; the store goes to ``folder/.lrpseg/``.
         busy_timeout_s : float
             How long a write waits for another writer before :class:`ProjectLockedError`.
+        cache_limit_bytes : int
+            Cap on the cached relevance-map files; the oldest are deleted past it.
 
         Raises
         ------
@@ -171,7 +187,7 @@ class Project:
         folder = Path(folder)
         if not folder.is_dir():
             raise ProjectError(f"cannot open project: {folder} is not a folder")
-        project = cls(folder, busy_timeout_s)
+        project = cls(folder, busy_timeout_s, cache_limit_bytes)
         try:
             project.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -487,6 +503,37 @@ class Project:
                 "INSERT OR REPLACE INTO relevance VALUES (?, ?, ?, ?, ?, ?)",
                 (stored, model_id, rule_set, name, self._file_sig(rel), time.time()),
             )
+        with self._lock:
+            if self._cache_bytes is None:
+                self._cache_bytes = self.cache_bytes()
+            else:
+                self._cache_bytes += _file_size(self.cache_dir / name)
+            if self._cache_bytes > self.cache_limit_bytes:
+                self._cache_bytes = self._evict_oldest(int(0.9 * self.cache_limit_bytes), keep=name)
+
+    def cache_bytes(self) -> int:
+        """Total size of the cached relevance-map files on disk."""
+        with os.scandir(self.cache_dir) as entries:
+            return sum(_file_size(Path(e.path)) for e in entries if e.name.endswith(".npy"))
+
+    def _evict_oldest(self, target_bytes: int, keep: str) -> int:
+        """Delete the maps stored longest ago until the files total at most ``target_bytes``; the new total."""
+        rows = self._query("SELECT file FROM relevance ORDER BY at")
+        sizes = {name: _file_size(self.cache_dir / name) for (name,) in rows}
+        total = self.cache_bytes()
+        doomed = []
+        for name, size in sizes.items():
+            if total <= target_bytes:
+                break
+            if name != keep:
+                doomed.append(name)
+                total -= size
+        with self._write() as conn:
+            conn.executemany("DELETE FROM relevance WHERE file=?", [(name,) for name in doomed])
+        for name in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                (self.cache_dir / name).unlink()
+        return total
 
     def load_relevance(self, rel: str, model_id: str, rule_set: str) -> np.ndarray | None:
         """A cached map, or None if absent, unreadable, or the image file changed since."""
@@ -511,3 +558,5 @@ class Project:
         for name in files:
             with contextlib.suppress(FileNotFoundError):
                 (self.cache_dir / name).unlink()
+        with self._lock:
+            self._cache_bytes = None

@@ -185,6 +185,28 @@ def test_prediction_and_relevance_cache(folder):
         assert list((folder / ".lrpseg" / "cache").glob("*.npy")) == []
 
 
+def test_relevance_cache_stays_under_its_cap_dropping_the_oldest_maps(folder):
+    one_map = np.zeros((64, 64), np.float32)  # 16 KiB + the .npy header
+    with Project.open(folder) as probe:
+        probe.store_relevance("a.png", "m", "probe", one_map)
+        size = probe.cache_bytes()
+        probe.clear_cache()
+    cap = 10 * size
+    with Project.open(folder, cache_limit_bytes=cap) as project:
+        for i in range(25):
+            project.store_relevance("a.png", "m", f"r{i}", np.full((64, 64), i, np.float32))
+            assert project.cache_bytes() <= cap
+        kept = [i for i in range(25) if project.load_relevance("a.png", "m", f"r{i}") is not None]
+        assert kept == list(range(25 - len(kept), 25)) and 5 <= len(kept) <= 10  # the newest maps survive
+        assert project.load_relevance("a.png", "m", "r24")[0, 0] == 24
+        files = {p.name for p in project.cache_dir.glob("*.npy")}
+        assert len(files) == len(kept)  # evicted maps leave no file and no index row behind
+    with Project.open(folder, cache_limit_bytes=cap) as reopened:  # a new session counts what is on disk
+        reopened.store_relevance("b.png", "m", "r0", one_map)
+        assert reopened.cache_bytes() <= cap
+        assert reopened.load_relevance("b.png", "m", "r0") is not None
+
+
 def test_worker_thread_stores_while_gui_thread_labels(folder):
     with Project.open(folder) as project:
         errors = []
