@@ -43,7 +43,7 @@ from benchmarks.mt_split import (  # noqa: E402
 )
 from benchmarks.mt_train import fit_on_device  # noqa: E402
 from benchmarks.unet import predict_unet, train_unet  # noqa: E402
-from core.checkpoint import save_checkpoint  # noqa: E402
+from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.device import describe_device, resolve_device  # noqa: E402
 from core.lrp import RULE_SETS  # noqa: E402
 from core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -109,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--save-models", action="store_true", help="write <out>/magnetic_tile_<head>.safetensors (core.checkpoint)"
     )
+    p.add_argument(
+        "--load-models",
+        type=Path,
+        default=None,
+        help="score the classifiers saved by --save-models in this folder instead of training them",
+    )
     p.add_argument("--label", default=None, help="headline of the report (default: describes device/size)")
     args = p.parse_args(argv)
     defaults = {"width": 1.0, "input_size": 224, "limit": None, "epochs": 100, "unet_epochs": 200, "unet_base": 32}
@@ -165,6 +171,18 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
     return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress)
 
 
+def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torch.device):
+    """A classifier saved by ``--save-models`` and its training summary; refuses one of another shape."""
+    path = folder / f"magnetic_tile_{head}.safetensors"
+    model, meta = load_checkpoint(path, map_location=device)
+    if (meta["width"], meta["input_size"]) != (args.width, args.input_size):
+        raise SystemExit(
+            f"{path}: trained at width {meta['width']}, input {meta['input_size']}; "
+            f"this run asks for width {args.width}, input {args.input_size}"
+        )
+    return model, meta["training"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -209,19 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     classification, segmentation, curves = {}, {}, {}
     train_idx, val_idx = sets["train"], sets["val"]
     for head in args.heads:
-        log(f"Training VGG-A {head} ({trainer} trainer, {args.epochs} epochs max)")
         t = time.perf_counter()
-        result = train_head(
-            head, args, device, trainer, [images[i] for i in train_idx], targets[train_idx],
-            [images[i] for i in val_idx], [masks[i] for i in val_idx], targets[val_idx],
-        )  # fmt: skip
-        timings[f"train {head}"] = time.perf_counter() - t
-        model = result.model.to(device)
-        if args.save_models:
-            save_checkpoint(args.out / f"magnetic_tile_{head}.safetensors", model, training=result.summary)
+        if args.load_models is not None:
+            model, summary = load_trained(args.load_models, head, args, device)
+            log(f"Loaded VGG-A {head} from {args.load_models}")
+        else:
+            log(f"Training VGG-A {head} ({trainer} trainer, {args.epochs} epochs max)")
+            result = train_head(
+                head, args, device, trainer, [images[i] for i in train_idx], targets[train_idx],
+                [images[i] for i in val_idx], [masks[i] for i in val_idx], targets[val_idx],
+            )  # fmt: skip
+            timings[f"train {head}"] = time.perf_counter() - t
+            model, summary = result.model.to(device), result.summary
+            if args.save_models:
+                save_checkpoint(args.out / f"magnetic_tile_{head}.safetensors", model, training=summary)
         t = time.perf_counter()
         metrics, prob = mt_eval.classify(model, test_x, test_targets)
-        summary = result.summary
         classification[head] = {
             **{k: metrics[k] for k in ("balanced_accuracy", "tpr", "tnr", "tp", "fp", "fn", "tn")},
             "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
@@ -239,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"LRP + segment {head}"] = time.perf_counter() - t
         for rule_set, lt in lrp_timing.items():
             log(f"  {rule_set}: LRP {lt['lrp_s']} s, segmenters {lt['segment_s']} s for {lt['maps']} maps")
-        del model, result
+        del model
 
     unet = None
     if args.unet_epochs > 0:
