@@ -1,5 +1,6 @@
 """The Magnetic Tile benchmark: grouping, split, crop geometry, device batches, U-Net, scoring, and a quick run."""
 
+import json
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a  # noqa: E402
 from core.pipeline import analyse  # noqa: E402
 from core.train import TrainConfig  # noqa: E402
 
+SEGMENTERS = ("simple", "gmm", "bmm")
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
 
 
@@ -226,3 +228,15 @@ def test_quick_run_writes_the_report(tmp_path):
     assert sum(line.startswith("| VGG-A") and "| ours |" in line for line in report) == 6
     model, meta = load_checkpoint(tmp_path / "magnetic_tile_onefc.safetensors")
     assert meta["head"] == "onefc" and model.input_size == 64
+    # --load-models scores the saved classifiers again: same test predictions, no training.
+    from benchmarks import magnetic_tile
+
+    again = tmp_path / "again"
+    args = ["--quick", "--unet-epochs", "0", "--rule-sets", "epsilon_plus", "--load-models", str(tmp_path)]
+    assert magnetic_tile.main([*args, "--out", str(again)]) == 0
+    first, second = (json.loads((folder / "magnetic_tile.json").read_text()) for folder in (tmp_path, again))
+    assert second["classification"] == first["classification"]
+    assert not any(stage.startswith("train") for stage in second["timings"])
+    assert set(second["segmentation"]) == {f"{h}/epsilon_plus/{m}" for h in ("128n", "onefc") for m in SEGMENTERS}
+    with pytest.raises(SystemExit, match="magnetic_tile_128n.safetensors: trained at width 0.125, input 64"):
+        magnetic_tile.main([*args, "--input-size", "96", "--out", str(tmp_path / "other")])
