@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(damaged) == 0:
         raise SystemExit("no damaged test image: raise --limit")
 
-    classification, segmentation, curves = {}, {}, {}
+    classification, segmentation, curves, examples = {}, {}, {}, {}
+    originals = np.arange(len(damaged) // 3)  # eval_set's order: all centre crops, then their two flips
+    picks = originals[np.linspace(0, len(originals) - 1, min(8, len(originals))).round().astype(int)]
     train_idx, val_idx = sets["train"], sets["val"]
     for head in args.heads:
         t = time.perf_counter()
@@ -257,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         for (rule_set, method), value in results.items():
             segmentation[f"{head}/{rule_set}/{method}"] = value["metrics"]
             curves[(head, rule_set, method)] = value
+        best = max(results, key=lambda key: results[key]["metrics"]["iou"])
+        examples[head] = mt_eval.example_figure(
+            model, seg_x[picks], seg_truth[picks], IMAGENET_MEAN, IMAGENET_STD, (head, *best), args.maxpool,
+            args.out / f"magnetic_tile_examples_{head}.png", args.seed,
+        )  # fmt: skip
         timings[f"LRP + segment {head}"] = time.perf_counter() - t
         for rule_set, lt in lrp_timing.items():
             log(f"  {rule_set}: LRP {lt['lrp_s']} s, segmenters {lt['segment_s']} s for {lt['maps']} maps")
@@ -304,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "no_skill_precision": float(np.mean(seg_truth)),
         "unet": None if unet is None else {"metrics": unet["metrics"], "summary": unet["summary"]},
         "figures": {k: str(v) for k, v in figures.items()},
+        "examples": {head: str(path) for head, path in examples.items()},
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "notes": NOTES,
         "split": {s.name: str(name) for s, name in zip(samples, split, strict=True)},

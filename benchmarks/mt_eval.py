@@ -178,3 +178,76 @@ def plot_figures(
         title = f"Magnetic Tile PR curves, LRP rule set '{rule_set}'"
         paths[rule_set] = plot_pr_curves(curves, no_skill, path, size=(720, 540), title=title)
     return paths
+
+
+def _signed_colours(relevance: np.ndarray) -> np.ndarray:
+    """Relevance as BGR: positive red, negative blue, zero white, scaled by the map's largest magnitude."""
+    scale = float(np.abs(relevance).max()) or 1.0
+    r = np.clip(relevance / scale, -1.0, 1.0)
+    fade_pos, fade_neg = 1.0 - np.clip(r, 0, 1), 1.0 + np.clip(r, -1, 0)
+    bgr = np.stack([fade_pos, fade_pos * fade_neg, fade_neg], axis=-1)
+    return (bgr * 255).astype(np.uint8)
+
+
+def plot_examples(
+    crops: np.ndarray, truths: np.ndarray, relevance: np.ndarray, masks: Sequence[np.ndarray], path: Path, title: str
+) -> Path:
+    """One row per crop: the crop with the true damage outlined, the signed relevance, the mask (IoU written on it).
+
+    Parameters
+    ----------
+    crops : numpy.ndarray
+        uint8 (N, S, S, 3) RGB crops as the classifier saw them.
+    truths, masks : numpy.ndarray or sequence of numpy.ndarray
+        bool (N, S, S): true damage and the segmenter's mask.
+    relevance : numpy.ndarray
+        (N, S, S) LRP relevance.
+    path : Path
+        Output PNG.
+    title : str
+        Text above the grid.
+    """
+    import cv2
+
+    green, gap = (0, 200, 0), 4
+    rows = []
+    for crop, truth, rel, mask in zip(crops, truths, relevance, masks, strict=True):
+        outline, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        image = np.ascontiguousarray(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        shown = cv2.cvtColor(mask.astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR)
+        for panel in (image, shown):
+            cv2.drawContours(panel, outline, -1, green, 1)
+        union = np.count_nonzero(truth | mask)
+        iou = np.count_nonzero(truth & mask) / union if union else 1.0
+        cv2.putText(shown, f"IoU {iou:.2f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 128, 255), 1, cv2.LINE_AA)
+        spacer = np.full((crop.shape[0], gap, 3), 255, np.uint8)
+        rows.append(np.hstack([image, spacer, _signed_colours(rel), spacer, shown]))
+        rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
+    grid = np.vstack(rows[:-1])
+    header = np.full((24, grid.shape[1], 3), 255, np.uint8)
+    cv2.putText(header, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    path = Path(path)
+    if not cv2.imwrite(str(path), np.vstack([header, grid])):
+        raise OSError(f"{path}: OpenCV could not write the figure")
+    return path
+
+
+def example_figure(
+    model: torch.nn.Module,
+    crops: torch.Tensor,
+    truths: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    config: tuple[str, str, str],
+    maxpool: str,
+    path: Path,
+    seed: int = 0,
+) -> Path:
+    """:func:`plot_examples` for ``crops`` (normalised tensors) explained with ``config`` = (head, rule set, method)."""
+    head, rule_set, method = config
+    relevance = relevance_maps(model, crops, rule_set, maxpool)
+    _, masks = segment_all(relevance, method, seed, workers=1)
+    pixels = crops.permute(0, 2, 3, 1).numpy() * np.asarray(std) + np.asarray(mean)
+    rgb = np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8)
+    title = f"{HEAD_LABELS[head]}, {rule_set}, {method}"
+    return plot_examples(rgb, truths, relevance, masks, path, title)

@@ -162,6 +162,17 @@ def write_report(run: dict, path: Path) -> str:
     for rule_set, figure in run["figures"].items():
         lines.append(f"![PR curves, rule set {rule_set}]({Path(figure).name})")
         lines.append("")
+    if run.get("examples"):
+        lines += [
+            "## Example explanations",
+            "",
+            "Evenly spaced damaged test crops (centre crops, not flipped), each head with its best configuration "
+            "above: the crop with the true damage outlined in green, the relevance (red positive, blue negative), "
+            "the segmenter's mask with the same outline.",
+            "",
+        ]
+        for head, figure in run["examples"].items():
+            lines += [f"![Examples, {head}]({Path(figure).name})", ""]
     lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in run["timings"].items()]
     lines += ["", "## Protocol notes", ""]

@@ -225,6 +225,9 @@ def test_quick_run_writes_the_report(tmp_path):
     for rule_set in ("ours", "montavon"):
         assert (tmp_path / f"magnetic_tile_pr_{rule_set}.png").stat().st_size > 1000
     assert (tmp_path / "magnetic_tile.json").is_file()
+    for head in ("128n", "onefc"):
+        assert (tmp_path / f"magnetic_tile_examples_{head}.png").stat().st_size > 1000
+        assert f"](magnetic_tile_examples_{head}.png)" in "\n".join(report)
     assert sum(line.startswith("| VGG-A") and "| ours |" in line for line in report) == 6
     model, meta = load_checkpoint(tmp_path / "magnetic_tile_onefc.safetensors")
     assert meta["head"] == "onefc" and model.input_size == 64
@@ -240,3 +243,21 @@ def test_quick_run_writes_the_report(tmp_path):
     assert set(second["segmentation"]) == {f"{h}/epsilon_plus/{m}" for h in ("128n", "onefc") for m in SEGMENTERS}
     with pytest.raises(SystemExit, match="magnetic_tile_128n.safetensors: trained at width 0.125, input 64"):
         magnetic_tile.main([*args, "--input-size", "96", "--out", str(tmp_path / "other")])
+
+
+def test_example_figure_colours_relevance_by_sign_and_writes_the_iou(tmp_path):
+    from benchmarks.mt_eval import _signed_colours, plot_examples
+
+    colours = _signed_colours(np.array([[2.0, -2.0, 0.0, 1.0]]))
+    assert colours[0, 0].tolist() == [0, 0, 255]  # strongest positive: red (BGR)
+    assert colours[0, 1].tolist() == [255, 0, 0]  # strongest negative: blue
+    assert colours[0, 2].tolist() == [255, 255, 255]  # zero: white
+    assert colours[0, 3, 2] == 255 and 100 < colours[0, 3, 0] < 150  # half as strong: pale red
+    truth = np.zeros((2, 32, 32), bool)
+    truth[:, 10:20, 10:20] = True
+    crops = np.full((2, 32, 32, 3), 128, np.uint8)
+    path = plot_examples(crops, truth, truth.astype(float), list(truth), tmp_path / "ex.png", "title")
+    import cv2
+
+    grid = cv2.imread(str(path))
+    assert grid.shape == (24 + 2 * 32 + 4, 3 * 32 + 2 * 4, 3)
