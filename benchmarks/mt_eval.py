@@ -81,7 +81,10 @@ def relevance_maps(
 def score_maps(
     score: Sequence[np.ndarray], masks: Sequence[np.ndarray], truths: np.ndarray, gate: np.ndarray | None = None
 ) -> dict:
-    """IoU / precision / recall (micro and per-image mean) of ``masks``, AP of ``score``, and the PR curve."""
+    """IoU / precision / recall (micro and per-image mean) of ``masks``, AP of ``score``, and the PR curve.
+
+    ``mask_fraction`` is the mean share of a crop's pixels the masks mark (the truth marks ``truths.mean()``).
+    """
     metrics = segmentation_metrics(list(masks), list(truths))
     result = {
         "iou": metrics["iou"],
@@ -89,6 +92,7 @@ def score_maps(
         "recall": metrics["recall"],
         "mean_iou": metrics["mean_iou"],
         "ap": average_precision(list(score), list(truths)),
+        "mask_fraction": float(np.mean([np.count_nonzero(m) / m.size for m in masks])),
     }
     if gate is not None:
         gated = [m if keep else np.zeros_like(m) for m, keep in zip(masks, gate, strict=True)]

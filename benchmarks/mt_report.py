@@ -110,10 +110,12 @@ def _table3(run: dict) -> list[str]:
         f"{run['n_seg_crops']} crops (damaged test images, centre crop + 2 flips), pixels pooled (micro). "
         "IoU, precision (P) and recall (R) at each segmenter's default threshold; mean IoU per crop; AP from "
         "the score maps; gated IoU: crops the classifier calls undamaged get an empty mask (the product's "
-        f"behaviour). No-skill precision {_f(run['no_skill_precision'], 4)}.",
+        "behaviour); marked: the mean share of a crop's pixels in the mask (the true damage covers the no-skill "
+        f"precision, {_f(run['no_skill_precision'], 4)}).",
         "",
-        "| model | rule set | segmenter | IoU | P | R | mean IoU | AP | gated IoU | paper IoU | paper P | paper R |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | rule set | segmenter | IoU | P | R | mean IoU | AP | gated IoU | marked | paper IoU | paper P "
+        "| paper R |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, m in run["segmentation"].items():
         head, rule_set, method = key.split("/")
@@ -121,14 +123,15 @@ def _table3(run: dict) -> list[str]:
         lines.append(
             f"| {HEAD_LABELS[head]} | {rule_set} | {method} | {_f(m['iou'])} | {_f(m['precision'])} | "
             f"{_f(m['recall'])} | {_f(m['mean_iou'])} | {_f(m['ap'])} | {_f(m.get('gated_iou'))} | "
-            f"{_f(paper[0])} | {_f(paper[1])} | {_f(paper[2])} |"
+            f"{_f(m.get('mask_fraction'))} | {_f(paper[0])} | {_f(paper[1])} | {_f(paper[2])} |"
         )
     unet = run.get("unet")
     if unet:
         m = unet["metrics"]
         lines.append(
             f"| U-Net | – | p >= 0.5 | {_f(m['iou'])} | {_f(m['precision'])} | {_f(m['recall'])} | "
-            f"{_f(m['mean_iou'])} | {_f(m['ap'])} | – | {PAPER_UNET[0]:.3f} | {PAPER_UNET[1]:.3f} | "
+            f"{_f(m['mean_iou'])} | {_f(m['ap'])} | – | {_f(m.get('mask_fraction'))} | {PAPER_UNET[0]:.3f} | "
+            f"{PAPER_UNET[1]:.3f} | "
             f"{PAPER_UNET[2]:.3f} |"
         )
         s = unet["summary"]
