@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--lr-conv",
         type=float,
-        help="learning rate of the convs (default: the paper's 1e-4 with --imagenet, 3e-4 from random init)",
+        help="learning rate of the convs (default: the paper's 1e-4 with --imagenet or --init-from, 3e-4 from "
+        "random init)",
     )
     train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--imagenet",
         metavar="PATH|auto",
         help="start the convs from torchvision's ImageNet VGG-11 weights (a local file)",
+    )
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start the convs from another lrpseg model of the same width (e.g. another project's)",
     )
     _add_device(train)
 
@@ -204,6 +211,7 @@ def run_train(args) -> int:
         seed=args.seed,
         device=args.device,
         imagenet_weights=args.imagenet,
+        init_from=None if args.init_from is None else str(args.init_from),
     )
     bar = tqdm(total=config.epochs, unit="epoch", desc="training", file=sys.stderr)
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from core import __version__
 from core.cancel import CancelToken, check
-from core.checkpoint import save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.device import describe_device, resolve_device
 from core.images import read_image
 from core.labels import DAMAGED, UNDAMAGED
@@ -39,8 +39,12 @@ class TrainConfig:
     """Everything that decides a training run; stored in the checkpoint's training summary.
 
     ``lr_conv=None`` picks the convolutions' learning rate from the start: the paper's 1e-4 when they start
-    from ImageNet weights (fine-tuning), 3e-4 from random init, where 1e-4 left the slim model on the demo data
+    from trained weights (fine-tuning), 3e-4 from random init, where 1e-4 left the slim model on the demo data
     at 0.69 validation balanced accuracy after 30 epochs and 3e-4 reached 0.95 test balanced accuracy.
+
+    The convolutions start from torchvision's ImageNet VGG-11 (``imagenet_weights``: a local file or
+    ``"auto"``), from the convolutions of another lrpseg checkpoint of the same width (``init_from``: another
+    project's model, or a self-supervised encoder), or at random; the FC layers always start at random.
     """
 
     head: str = "128n"
@@ -57,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     imagenet_weights: str | None = None
+    init_from: str | None = None
 
 
 @dataclass
@@ -140,7 +145,7 @@ def conv_learning_rate(config: TrainConfig) -> float:
     """The convolutions' learning rate: the configured one, else by initialisation (see :class:`TrainConfig`)."""
     if config.lr_conv is not None:
         return config.lr_conv
-    return PAPER_LR_CONV if config.imagenet_weights else RANDOM_INIT_LR_CONV
+    return PAPER_LR_CONV if config.imagenet_weights or config.init_from else RANDOM_INIT_LR_CONV
 
 
 def make_optimizer(model: VGGA, config: TrainConfig) -> torch.optim.Optimizer:
@@ -169,12 +174,14 @@ class TrainingSetup:
 
 
 def prepare_training(config: TrainConfig, train_targets: np.ndarray) -> TrainingSetup:
-    """Seed, build the model (ImageNet convs if configured), and make optimiser and class-weighted loss.
+    """Seed, build the model (convs from ImageNet or ``init_from`` if configured), make optimiser and loss.
 
     Raises
     ------
     ValueError
-        When a class has no training image.
+        When a class has no training image, or both ``imagenet_weights`` and ``init_from`` are set.
+    CheckpointError
+        When ``init_from`` is not a loadable checkpoint or has another width.
     """
     counts = np.bincount(train_targets, minlength=2)
     if np.any(counts == 0):
@@ -184,13 +191,33 @@ def prepare_training(config: TrainConfig, train_targets: np.ndarray) -> Training
     device = resolve_device(config.device)
     model = build_vgg_a(config.head, width=config.width, input_size=config.input_size)
     model.class_names = CLASS_NAMES
+    if config.imagenet_weights and config.init_from:
+        raise ValueError("start the convolutions from ImageNet weights or from a checkpoint, not both")
     if config.imagenet_weights:
         load_imagenet_conv_weights(model, None if config.imagenet_weights == "auto" else config.imagenet_weights)
+    if config.init_from:
+        copy_conv_weights(config.init_from, model)
     model.to(device)
     class_weights = torch.tensor(len(train_targets) / (2.0 * counts), dtype=torch.float32, device=device)
     return TrainingSetup(
         model, device, make_optimizer(model, config), nn.CrossEntropyLoss(weight=class_weights), rng, counts
     )
+
+
+def copy_conv_weights(path: str | Path, model: VGGA) -> None:
+    """Copy the convolution weights of the checkpoint at ``path`` into ``model`` (same width; any head or input).
+
+    Raises
+    ------
+    CheckpointError
+        The file is not a loadable checkpoint, or its convolutions have another width.
+    """
+    source, meta = load_checkpoint(path)
+    if meta["width"] != model.width:
+        raise CheckpointError(
+            f"{path}: its convolutions have width {meta['width']}; this training uses width {model.width}"
+        )
+    model.features.load_state_dict(source.features.state_dict())
 
 
 def validation_record(

@@ -31,3 +31,17 @@ def test_folder_without_labels_gives_exit_1_and_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path), "--labels-from-folders", "--out", str(tmp_path / "m.safetensors")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no labelled images" in err
+
+
+def test_train_init_from_a_model_of_another_width_gives_exit_1_and_one_line(tmp_path, capsys):
+    from core.checkpoint import save_checkpoint
+    from core.models import build_vgg_a
+
+    main(["demo", str(tmp_path / "d"), "--damaged", "3", "--undamaged", "3", "--size", "64"])
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(other, build_vgg_a("onefc", width=0.5, input_size=64))
+    args = ["train", str(tmp_path / "d" / "images"), "--labels-from-folders", "--width", "0.25", "--input-size", "64"]
+    code = main([*args, "--init-from", str(other), "--out", str(tmp_path / "m.safetensors"), "--device", "cpu"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 1 and len(errors) == 1 and "other.safetensors" in errors[0] and "width 0.5" in errors[0]
+    assert not (tmp_path / "m.safetensors").exists()

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from core.cancel import Cancelled, CancelToken
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.demo import make_sample
 from core.models import build_vgg_a
-from core.train import TrainConfig, fit, stratified_split, train_to_checkpoint
+from core.train import TrainConfig, conv_learning_rate, fit, prepare_training, stratified_split, train_to_checkpoint
 
 TINY = dict(head="onefc", width=0.125, input_size=32, epochs=2, batch_size=4, device="cpu")
 
@@ -79,3 +79,19 @@ def test_cancel_keeps_the_previous_model(tmp_path):
     assert model_path.read_bytes() == before
     load_checkpoint(model_path)
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".png") == ["model.safetensors"]
+
+
+def test_training_can_start_from_another_models_convolutions(tmp_path):
+    source = build_vgg_a("128n", width=0.125, input_size=64)  # another head and input size: only convs move
+    path = tmp_path / "other_project.safetensors"
+    save_checkpoint(path, source)
+    config = TrainConfig(**TINY, init_from=str(path))
+    setup = prepare_training(config, np.array([0, 1]))
+    for name, tensor in source.features.state_dict().items():
+        assert torch.equal(setup.model.features.state_dict()[name], tensor), name
+    assert conv_learning_rate(config) == 1e-4  # fine-tuning rate, as with ImageNet weights
+    assert fit(*_images(6), [], [], config).summary["config"]["init_from"] == str(path)
+    with pytest.raises(CheckpointError, match="other_project.safetensors.*width 0.125.*width 0.25"):
+        prepare_training(TrainConfig(**{**TINY, "width": 0.25}, init_from=str(path)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="not both"):
+        prepare_training(TrainConfig(**TINY, init_from=str(path), imagenet_weights="auto"), np.array([0, 1]))
