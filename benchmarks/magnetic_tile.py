@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import mt_eval  # noqa: E402
 from benchmarks.mt_data import CROP_POLICIES, eval_set, load_pairs  # noqa: E402
+from benchmarks.mt_pretrain import pretrain_encoder  # noqa: E402
 from benchmarks.mt_report import write_report  # noqa: E402
 from benchmarks.mt_split import (  # noqa: E402
     capture_groups,
@@ -79,6 +80,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=20, help="epochs without better val balanced accuracy")
     p.add_argument("--imagenet-weights", default=None, help="'auto' or a VGG-11 file (never downloaded)")
     p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=0,
+        help="first pretrain the convs self-supervised (SimCLR, benchmarks/mt_pretrain.py) on the training images "
+        "without their labels for this many epochs; 0: no pretraining",
+    )
+    p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="start the convs from this lrpseg checkpoint (e.g. <out>/pretrained_encoder.safetensors of a run "
+        "with --pretrain-epochs) instead of pretraining",
+    )
+    p.add_argument(
         "--trainer",
         choices=("auto", "core", "device"),
         default="auto",
@@ -124,7 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.lr_conv is None:
         # Full width from random init: 1e-4 trains, 3e-4 did not (H200 probe); width 0.125 from random init:
         # 1e-3 reached 0.83 test balanced accuracy in 25 epochs where 3e-4 reached 0.59 (2-core CPU probe).
-        args.lr_conv = 1e-4 if args.imagenet_weights or args.width > 0.25 else 1e-3
+        started_trained = args.imagenet_weights or args.pretrain_epochs or args.init_from
+        args.lr_conv = 1e-4 if started_trained or args.width > 0.25 else 1e-3
     if args.device is None:
         args.device = "cpu" if args.quick else "auto"
     if args.out is None:
@@ -153,7 +169,7 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
         head=head, width=args.width, input_size=args.input_size, epochs=args.epochs,
         batch_size=args.batch_size, lr_fc=args.lr_fc, lr_conv=args.lr_conv, optimizer=args.optimizer,
         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=str(device),
-        imagenet_weights=args.imagenet_weights,
+        imagenet_weights=args.imagenet_weights, init_from=args.init_from,
     )  # fmt: skip
 
     def progress(p):
@@ -224,6 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(damaged) == 0:
         raise SystemExit("no damaged test image: raise --limit")
 
+    pretraining = None
+    if args.pretrain_epochs > 0 and args.load_models is None and args.init_from is None:
+        t = time.perf_counter()
+        log(f"Self-supervised pretraining on the {len(sets['train'])} training images, labels unused")
+        encoder, pretraining = pretrain_encoder(
+            [images[i] for i in sets["train"]], width=args.width, input_size=args.input_size,
+            epochs=args.pretrain_epochs, lr=args.pretrain_lr, seed=args.seed, device=device, progress=log,
+        )  # fmt: skip
+        args.init_from = str(args.out / "pretrained_encoder.safetensors")
+        save_checkpoint(args.init_from, encoder, training=pretraining)
+        timings["self-supervised pretraining"] = time.perf_counter() - t
     classification, segmentation, curves, examples = {}, {}, {}, {}
     originals = np.arange(len(damaged) // 3)  # eval_set's order: all centre crops, then their two flips
     picks = originals[np.linspace(0, len(originals) - 1, min(8, len(originals))).round().astype(int)]
@@ -309,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "segmentation": segmentation,
         "n_seg_crops": int(len(damaged)),
         "no_skill_precision": float(np.mean(seg_truth)),
+        "pretraining": pretraining,
         "unet": None if unet is None else {"metrics": unet["metrics"], "summary": unet["summary"]},
         "figures": {k: str(v) for k, v in figures.items()},
         "examples": {head: str(path) for head, path in examples.items()},
@@ -334,8 +362,9 @@ NOTES = [
     "Relevance: core.lrp.explain with target 'damaged' for every damaged test crop, whatever the "
     "classifier decided; segmenters core.segment with their default thresholds; PR curves and AP from the "
     "score maps (for 'simple' the normalised relevance).",
-    "Classifiers from random (Kaiming) initialisation unless --imagenet-weights is given; the paper starts "
-    "from ImageNet weights.",
+    "Classifiers from random (Kaiming) initialisation unless --imagenet-weights is given, or --pretrain-epochs "
+    "(convolutions pretrained self-supervised with SimCLR on the training images, labels unused; "
+    "benchmarks/mt_pretrain.py); the paper starts from ImageNet weights.",
     "U-Net: trained on the masks of the damaged training images (the paper's 119) with random crops, "
     "flips, affine and elastic deformation; best epoch by validation IoU; scored on the same crops.",
     "Full configuration (needs a CUDA GPU): `python benchmarks/magnetic_tile.py --amp` (width 1, input 224, "

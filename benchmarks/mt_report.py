@@ -100,6 +100,15 @@ def _table2(run: dict) -> list[str]:
             f"| {HEAD_LABELS[head]} | {_f(m['balanced_accuracy'])} | {_f(m['tpr'])} | {_f(m['tnr'])} | "
             f"{paper[0]:.3f} | {paper[1]:.3f} | {paper[2]:.3f} | {m['epochs_run']} ({m['best_epoch']}) |"
         )
+    pretraining = run.get("pretraining")
+    if pretraining:
+        lines += [
+            "",
+            f"Both classifiers started from convolutions pretrained with {pretraining['method']} on the "
+            f"{pretraining['images']} training images, labels unused: {pretraining['epochs']} epochs, batch "
+            f"{pretraining['batch_size']}, loss {_f(pretraining['loss_first_epoch'])} in the first epoch, "
+            f"{_f(pretraining['loss_last_epoch'])} in the last.",
+        ]
     return lines + [""]
 
 

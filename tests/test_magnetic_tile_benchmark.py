@@ -261,3 +261,40 @@ def test_example_figure_colours_relevance_by_sign_and_writes_the_iou(tmp_path):
 
     grid = cv2.imread(str(path))
     assert grid.shape == (24 + 2 * 32 + 4, 3 * 32 + 2 * 4, 3)
+
+
+def test_nt_xent_rewards_views_that_match_their_partner():
+    from benchmarks.mt_pretrain import nt_xent
+
+    z = torch.nn.functional.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    matched = nt_xent(z, z, temperature=0.1)
+    shuffled = nt_xent(z, z[torch.randperm(8, generator=torch.Generator().manual_seed(1))], temperature=0.1)
+    assert matched < 0.5 < shuffled
+    # Uninformative (all equal) embeddings: every one of the 2N - 1 candidates is as likely as the partner.
+    same = torch.ones(8, 16)
+    assert abs(nt_xent(same, same, 0.1).item() - np.log(15)) < 1e-5
+
+
+def test_contrastive_pretraining_changes_only_the_convolutions_it_hands_over(tmp_path):
+    from benchmarks.mt_pretrain import pretrain_encoder, random_view
+    from core.checkpoint import save_checkpoint
+    from core.train import prepare_training
+
+    rng = np.random.default_rng(0)
+    images = [_texture(rng, 80, 70).astype(np.uint8) for _ in range(6)]
+    view = random_view(images[0], 32, np.random.default_rng(1))
+    assert view.shape == (3, 32, 32) and 0.0 <= float(view.min()) and float(view.max()) <= 1.0
+    torch.manual_seed(0)
+    fresh = build_vgg_a("128n", width=0.125, input_size=32)  # the initial weights pretrain_encoder starts from
+    encoder, summary = pretrain_encoder(images, width=0.125, input_size=32, epochs=2, batch_size=4, seed=0)
+    assert summary["epochs"] == 2 and summary["images"] == 6 and np.isfinite(summary["loss_last_epoch"])
+    changed = [
+        name for name, tensor in encoder.features.state_dict().items()
+        if not torch.equal(tensor, fresh.features.state_dict()[name])
+    ]  # fmt: skip
+    assert len(changed) == len(fresh.features.state_dict())  # every conv weight and bias was trained
+    path = tmp_path / "encoder.safetensors"
+    save_checkpoint(path, encoder, training=summary)
+    config = TrainConfig(head="onefc", width=0.125, input_size=32, init_from=str(path))
+    setup = prepare_training(config, np.array([0, 1]))
+    assert torch.equal(setup.model.features.conv5_2.weight, encoder.features.conv5_2.weight)
