@@ -43,6 +43,10 @@ VARIANTS = {
     "maxpool_avg": ("max-pool relevance shared in proportion to the inputs, not winner-take-all", {"maxpool": "avg"}),
     "crop_none": ("damaged images not cropped around the damage", {"crop-policy": "none"}),
     "epochs_100": ("100 epochs, patience 30 (base: 50, patience 20)", {"epochs": 100, "patience": 30}),
+    "pretrain": (
+        "convs pretrained with SimCLR for 100 epochs on the training images (labels unused), conv LR 1e-3",
+        {"pretrain-epochs": 100},
+    ),
     "weight_decay": ("Adam weight decay 5e-4 (base: none)", {"weight-decay": 5e-4}),
     "all_free": ("all 894 MT_Free images (base: the first 300)", {"limit": None}),
     "width_025": ("VGG-A width 0.25 (base 0.125)", {"width": 0.25}),
