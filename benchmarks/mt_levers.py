@@ -47,7 +47,6 @@ VARIANTS = {
         "convs pretrained with SimCLR for 100 epochs on the training images (labels unused), conv LR 1e-3",
         {"pretrain-epochs": 100},
     ),
-    "weight_decay": ("Adam weight decay 5e-4 (base: none)", {"weight-decay": 5e-4}),
     "all_free": ("all 894 MT_Free images (base: the first 300)", {"limit": None}),
     "width_025": ("VGG-A width 0.25 (base 0.125)", {"width": 0.25}),
     "input_224": ("input 224 at full resolution (base: images scaled by 128/224)", {"input-size": 224}),
