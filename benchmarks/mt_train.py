@@ -1,7 +1,8 @@
 """Classifier training with the data on the device: :func:`core.train.fit` without the per-step CPU work.
 
 :func:`fit_on_device` shares set-up, validation and early stopping with ``core.train.fit``
-(:func:`core.train.prepare_training`, :func:`core.train.validation_record`, :class:`core.train.EarlyStopping`),
+(:func:`core.train.prepare_training`, :func:`core.train.validation_record`, :class:`core.train.EarlyStopping`,
+:func:`core.train.training_summary`),
 but keeps the images on the device as uint8 (:class:`benchmarks.mt_data.DeviceImages`) and can run the forward
 pass under bfloat16 autocast. On a GPU ``core.train.fit`` spends most of each step preparing crops on one CPU
 core; this does not. It belongs in ``core.train`` once the product wants it (e.g. ``fit(..., on_device=True)``).
@@ -12,20 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from benchmarks.mt_data import DeviceImages
-from core.device import describe_device
 from core.train import (
     EarlyStopping,
     TrainConfig,
     TrainProgress,
     TrainResult,
-    conv_learning_rate,
     prepare_training,
+    training_summary,
     validation_record,
 )
 
@@ -103,21 +102,6 @@ def fit_on_device(
         if stop:
             break
     stopping.restore(model)
-    best = stopping.best
-    summary = {
-        "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
-        "trainer": "device",
-        "amp": bool(amp and device.type == "cuda"),
-        "n_train": len(data),
-        "n_val": len(val_targets),
-        "train_class_counts": {"undamaged": int(counts[0]), "damaged": int(counts[1])},
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
-        "val_balanced_accuracy": best["balanced_accuracy"],
-        "val_tpr": best["tpr"],
-        "val_tnr": best["tnr"],
-        "history": history,
-        "device": describe_device(device),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    summary = training_summary(config, stopping, history, counts, len(data), len(val_targets), device, started)
+    summary.update(trainer="device", amp=bool(amp and device.type == "cuda"))
     return TrainResult(model=model, summary=summary)

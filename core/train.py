@@ -259,6 +259,40 @@ class EarlyStopping:
         model.eval()
 
 
+def training_summary(
+    config: TrainConfig,
+    stopping: EarlyStopping,
+    history: list[dict],
+    class_counts: np.ndarray,
+    n_train: int,
+    n_val: int,
+    device: torch.device,
+    started: float,
+) -> dict:
+    """The summary a training loop stores with its model: settings, data sizes, best epoch, history, timing.
+
+    ``started`` is the loop's ``time.perf_counter()`` at its start; without validation images (``n_val == 0``)
+    the validation balanced accuracy is None.
+    """
+    best = stopping.best
+    return {
+        "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
+        "n_train": n_train,
+        "n_val": n_val,
+        "train_class_counts": {"undamaged": int(class_counts[0]), "damaged": int(class_counts[1])},
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "val_balanced_accuracy": best["balanced_accuracy"] if n_val else None,
+        "val_tpr": best["tpr"],
+        "val_tnr": best["tnr"],
+        "history": history,
+        "device": describe_device(device),
+        "seconds": round(time.perf_counter() - started, 2),
+        "lrpseg_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
 def fit(
     train_images: Sequence[np.ndarray],
     train_targets: np.ndarray,
@@ -343,23 +377,7 @@ def fit(
             break
 
     stopping.restore(model)
-    best = stopping.best
-    summary = {
-        "config": {**asdict(config), "lr_conv": conv_learning_rate(config)},
-        "n_train": len(train_images),
-        "n_val": len(val_images),
-        "train_class_counts": {"undamaged": int(counts[0]), "damaged": int(counts[1])},
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
-        "val_balanced_accuracy": best["balanced_accuracy"] if val_batch is not None else None,
-        "val_tpr": best["tpr"],
-        "val_tnr": best["tnr"],
-        "history": history,
-        "device": describe_device(device),
-        "seconds": round(time.perf_counter() - started, 2),
-        "lrpseg_version": __version__,
-        "torch_version": torch.__version__,
-    }
+    summary = training_summary(config, stopping, history, counts, len(train_images), len(val_images), device, started)
     return TrainResult(model=model, summary=summary)
 
 
