@@ -518,16 +518,14 @@ class Project:
 
     def _evict_oldest(self, target_bytes: int, keep: str) -> int:
         """Delete the maps stored longest ago until the files total at most ``target_bytes``; the new total."""
-        rows = self._query("SELECT file FROM relevance ORDER BY at")
-        sizes = {name: _file_size(self.cache_dir / name) for (name,) in rows}
         total = self.cache_bytes()
         doomed = []
-        for name, size in sizes.items():
+        for (name,) in self._query("SELECT file FROM relevance ORDER BY at"):
             if total <= target_bytes:
                 break
             if name != keep:
                 doomed.append(name)
-                total -= size
+                total -= _file_size(self.cache_dir / name)
         with self._write() as conn:
             conn.executemany("DELETE FROM relevance WHERE file=?", [(name,) for name in doomed])
         for name in doomed:
