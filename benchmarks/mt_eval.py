@@ -221,8 +221,7 @@ def plot_examples(
         shown = cv2.cvtColor(mask.astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR)
         for panel in (image, shown):
             cv2.drawContours(panel, outline, -1, green, 1)
-        union = np.count_nonzero(truth | mask)
-        iou = np.count_nonzero(truth & mask) / union if union else 1.0
+        iou = segmentation_metrics([mask], [truth], zero_division=1.0)["iou"]
         cv2.putText(shown, f"IoU {iou:.2f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 128, 255), 1, cv2.LINE_AA)
         spacer = np.full((crop.shape[0], gap, 3), 255, np.uint8)
         rows.append(np.hstack([image, spacer, _signed_colours(rel), spacer, shown]))
