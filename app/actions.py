@@ -10,11 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QToolBar
-
-from core.labels import DAMAGED, UNDAMAGED
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from lrpseg.app.thumbnails import display_rgb8
+from lrpseg.app.workers import lower_thread_priority, track
+from lrpseg.core.images import ImageReadError, read_image
+from lrpseg.core.pipeline import Analysis, ExplainedImage, choose_mode, explain_image, predict, segment_explained
 from PySide6.QtCore import QObject, QThread, Signal
-
-from app.thumbnails import display_rgb8
-from app.workers import lower_thread_priority, track
-from core.images import ImageReadError, read_image
-from core.pipeline import Analysis, ExplainedImage, choose_mode, explain_image, predict, segment_explained
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from lrpseg.app.thumbnails import THUMB_SIZE, ThumbnailLoader
+from lrpseg.app.workers import display_text
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -22,10 +25,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
-
-from app.thumbnails import THUMB_SIZE, ThumbnailLoader
-from app.workers import display_text
-from core.labels import DAMAGED, UNDAMAGED
 
 ROW_HEIGHT = THUMB_SIZE + 8
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from lrpseg.app import session
+from lrpseg.app.analysis import ModelHandle
+from lrpseg.app.workers import JobManager
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QProgressBar, QPushButton
-
-from app import session
-from app.analysis import ModelHandle
-from app.workers import JobManager
 
 LONG_JOBS = ("train", "export")
 

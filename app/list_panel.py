@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrpseg.app.image_list import FILTERS, SORT_MODES, ImageListModel, ImageListView
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
-
-from app.image_list import FILTERS, SORT_MODES, ImageListModel, ImageListView
 
 
 class ListPanel(QWidget):

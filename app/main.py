@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def version_line() -> str:
     """``lrpseg --version``'s text prefixed with the GUI's name."""
-    from core.cli import version_text
+    from lrpseg.core.cli import version_text
 
     return f"lrpseg-gui: {version_text()}"
 
@@ -81,7 +81,7 @@ class SmokeTest:
             self._finish(shown=False)
 
     def _finish(self, shown: bool) -> None:
-        from app.workers import running_threads
+        from lrpseg.app.workers import running_threads
 
         if not shown:
             title, message = self.window.last_error or ("window not shown in time", "")
@@ -134,10 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print(version_line())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lrpseg.app.main_window import MainWindow
+    from lrpseg.core.device import resolve_device
     from PySide6.QtWidgets import QApplication
-
-    from app.main_window import MainWindow
-    from core.device import resolve_device
 
     try:
         resolve_device(args.device)

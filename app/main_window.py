@@ -11,23 +11,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from lrpseg.app import session
+from lrpseg.app.actions import build_actions
+from lrpseg.app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHandle
+from lrpseg.app.image_list import iter_rows
+from lrpseg.app.jobs_ui import JobController
+from lrpseg.app.list_panel import ListPanel
+from lrpseg.app.side_panel import SidePanel
+from lrpseg.app.train_dialog import TrainSettingsDialog
+from lrpseg.app.viewer import ImageViewer
+from lrpseg.app.window_model import ModelMixin
+from lrpseg.app.window_threshold import ThresholdMixin
+from lrpseg.app.workers import display_text
+from lrpseg.core.device import describe_device, resolve_device
+from lrpseg.core.project import Project
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter
-
-from app import session
-from app.actions import build_actions
-from app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHandle
-from app.image_list import iter_rows
-from app.jobs_ui import JobController
-from app.list_panel import ListPanel
-from app.side_panel import SidePanel
-from app.train_dialog import TrainSettingsDialog
-from app.viewer import ImageViewer
-from app.window_model import ModelMixin
-from app.window_threshold import ThresholdMixin
-from app.workers import display_text
-from core.device import describe_device, resolve_device
-from core.project import Project
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,17 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from app.analysis import ModelHandle
-from app.viewer import relevance_to_uint8, score_to_index
-from core.cancel import CancelToken
-from core.checkpoint import load_checkpoint
-from core.export import Exporter, file_sha256
-from core.images import ImageReadError, read_image
-from core.labels import DAMAGED, UNDAMAGED
-from core.lrp import RULE_SETS
-from core.pipeline import analyse
-from core.segment import SEGMENTERS, component_densities, domain_values
-from core.train import TrainConfig, train_to_checkpoint
+from lrpseg.app.analysis import ModelHandle
+from lrpseg.app.viewer import relevance_to_uint8, score_to_index
+from lrpseg.core.cancel import CancelToken
+from lrpseg.core.checkpoint import load_checkpoint
+from lrpseg.core.export import Exporter, file_sha256
+from lrpseg.core.images import ImageReadError, read_image
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.pipeline import analyse
+from lrpseg.core.segment import SEGMENTERS, component_densities, domain_values
+from lrpseg.core.train import TrainConfig, train_to_checkpoint
 
 DEFAULT_RULE_SET = "ours"
 DEFAULT_SEGMENTER = "bmm"

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from lrpseg.app.viewer import HEATMAP_OPACITY, MASK_OPACITY
+from lrpseg.app.workers import display_text
 from PySide6.QtCore import QPointF, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPolygonF
 from PySide6.QtWidgets import (
@@ -27,9 +29,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from app.viewer import HEATMAP_OPACITY, MASK_OPACITY
-from app.workers import display_text
 
 SLIDER_STEPS = 1000
 FIT_DECADES = 7

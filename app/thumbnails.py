@@ -20,12 +20,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lrpseg.app.workers import lower_thread_priority, track
+from lrpseg.core.images import ImageReadError, read_image
+from lrpseg.core.preprocess import to_float_rgb
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
-
-from app.workers import lower_thread_priority, track
-from core.images import ImageReadError, read_image
-from core.preprocess import to_float_rgb
 
 THUMB_SIZE = 48
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from lrpseg.core.models import HEADS
+from lrpseg.core.train import TrainConfig
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -19,9 +21,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from core.models import HEADS
-from core.train import TrainConfig
 
 FIELDS = ("head", "width", "input_size", "epochs", "batch_size", "patience", "seed")
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrpseg.app import session
+from lrpseg.app.analysis import ModelHandle
 from PySide6.QtWidgets import QFileDialog
-
-from app import session
-from app.analysis import ModelHandle
 
 
 class ModelMixin:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app import session
+from lrpseg.app import session
 
 
 class ThresholdMixin:

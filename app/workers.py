@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import shiboken6
+from lrpseg.core.cancel import Cancelled, CancelToken
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
-
-from core.cancel import Cancelled, CancelToken
 
 log = logging.getLogger(__name__)
 

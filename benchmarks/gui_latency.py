@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 TICK_TARGET_MS = 5.0
 STALL_TARGET_MS = 50.0
@@ -130,8 +129,8 @@ def bench_ticks(app, window, size: int, ticks: int, style: str = "fill") -> tupl
 # ------------------------------------------------------------------------------------------------ stall
 def keep_lrp_busy(window) -> None:
     """Queue LRP for every image under every rule set (look-ahead priority) so the service never idles."""
-    from app.analysis import AnalysisKey
-    from app.session import rule_set_choices
+    from lrpseg.app.analysis import AnalysisKey
+    from lrpseg.app.session import rule_set_choices
 
     handle = window.handle
     keys = [AnalysisKey(rel, handle.model_id, rule_set, window.segmenter)
@@ -200,7 +199,7 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
 
 def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
     """Event-loop gaps with training + LRP in the background: idle GUI, then GUI stepping every 150 ms."""
-    from core.labels import labels_from_folders
+    from lrpseg.core.labels import labels_from_folders
 
     assert window.open_folder(folder)
     window.project.set_labels(labels_from_folders(folder))
@@ -220,7 +219,7 @@ def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
 def bench_switch(app, window, repeats: int) -> dict[str, list[float]]:
     """Milliseconds until the current image's analysis is in the window's cache: after a segmenter switch
     (explanation in memory), and after a request whose explanation comes from LRP or from the project cache."""
-    from app import session
+    from lrpseg.app import session
 
     def analysed(segmenter: str | None = None) -> bool:
         analysis = window.current_analysis()
@@ -308,11 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=10_000, help="size of the folder to open")
     args = parser.parse_args(argv)
 
+    from lrpseg.app.main import apply_style, freeze_startup_objects, limit_cpu_threads
+    from lrpseg.app.main_window import MainWindow
+    from lrpseg.core.demo import make_demo
     from PySide6.QtWidgets import QApplication
-
-    from app.main import apply_style, freeze_startup_objects, limit_cpu_threads
-    from app.main_window import MainWindow
-    from core.demo import make_demo
 
     limit_cpu_threads()
     app = QApplication.instance() or QApplication([])

@@ -28,11 +28,8 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.lrp import RULE_SETS, relevance_tensor  # noqa: E402
-from core.models import build_vgg_a  # noqa: E402
+from lrpseg.core.lrp import RULE_SETS, relevance_tensor
+from lrpseg.core.models import build_vgg_a
 
 LRP_METHODS = ("ours", "montavon", "zennit_ours", "zennit_montavon")
 TARGET = 1

@@ -25,16 +25,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import mt_eval
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import mt_eval  # noqa: E402
-from benchmarks.mt_data import CROP_POLICIES, eval_set, load_pairs  # noqa: E402
-from benchmarks.mt_pretrain import pretrain_encoder  # noqa: E402
-from benchmarks.mt_report import write_report  # noqa: E402
-from benchmarks.mt_split import (  # noqa: E402
+from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
+from lrpseg.core.device import describe_device, resolve_device
+from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD
+from lrpseg.core.train import TrainConfig, fit
+from mt_data import CROP_POLICIES, eval_set, load_pairs
+from mt_pretrain import pretrain_encoder
+from mt_report import write_report
+from mt_split import (
     capture_groups,
     frame_run_check,
     group_report,
@@ -42,13 +44,8 @@ from benchmarks.mt_split import (  # noqa: E402
     load_images,
     split_groups,
 )
-from benchmarks.mt_train import fit_on_device  # noqa: E402
-from benchmarks.unet import predict_unet, train_unet  # noqa: E402
-from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from core.device import describe_device, resolve_device  # noqa: E402
-from core.lrp import RULE_SETS  # noqa: E402
-from core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from core.train import TrainConfig, fit  # noqa: E402
+from mt_train import fit_on_device
+from unet import predict_unet, train_unet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import torch
-
-from core.evaluate import read_mask
-from core.images import read_image
-from core.preprocess import Placement, prepare_eval
+from lrpseg.core.evaluate import read_mask
+from lrpseg.core.images import read_image
+from lrpseg.core.preprocess import Placement, prepare_eval
 
 CROP_POLICIES = ("paper", "none")
 REFERENCE_SIZE = 224

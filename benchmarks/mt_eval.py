@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from core.lrp import explain
-from core.metrics import (
+from lrpseg.core.lrp import explain
+from lrpseg.core.metrics import (
     average_precision,
     classification_metrics,
     no_skill_precision,
@@ -32,8 +31,8 @@ from core.metrics import (
     pr_curve,
     segmentation_metrics,
 )
-from core.segment import segment
-from core.train import predict_probabilities
+from lrpseg.core.segment import segment
+from lrpseg.core.train import predict_probabilities
 
 PAPER_TABLE2 = {"128n": (0.961, 0.957, 0.965), "onefc": (0.985, 0.971, 0.999)}
 """Balanced accuracy, TPR, TNR per head (paper Table 2)."""

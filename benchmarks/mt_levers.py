@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import magnetic_tile  # noqa: E402
+import magnetic_tile
 
 BASE = {
     "device": "cpu",

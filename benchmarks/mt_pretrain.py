@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, VGGA, build_vgg_a
 from torch import nn
-
-from core.models import IMAGENET_MEAN, IMAGENET_STD, VGGA, build_vgg_a
 
 
 class ContrastiveNet(nn.Module):

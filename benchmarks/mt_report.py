@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from benchmarks.mt_eval import HEAD_LABELS, PAPER_TABLE2, PAPER_TABLE3, PAPER_UNET
+from mt_eval import HEAD_LABELS, PAPER_TABLE2, PAPER_TABLE3, PAPER_UNET
 
 
 def _f(value, digits: int = 3) -> str:

@@ -40,12 +40,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lrpseg.core.images import read_image
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
-
-from core.images import read_image
 
 PAPER_CLASSES = {"MT_Blowhole": 1, "MT_Crack": 1, "MT_Free": 0}
 """The classes the paper uses (§3.4) and their targets (1 = damaged)."""

@@ -16,9 +16,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-
-from benchmarks.mt_data import DeviceImages
-from core.train import (
+from lrpseg.core.train import (
     EarlyStopping,
     TrainConfig,
     TrainProgress,
@@ -27,6 +25,7 @@ from core.train import (
     training_summary,
     validation_record,
 )
+from mt_data import DeviceImages
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -21,16 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.segment import SEGMENTERS, segment  # noqa: E402
-from core.segment.synthetic import synthetic_relevance  # noqa: E402
+from lrpseg.core.segment import SEGMENTERS, segment
+from lrpseg.core.segment.synthetic import synthetic_relevance
 
 METHODS = ("simple", "gmm", "bmm")
 

@@ -23,11 +23,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lrpseg.core.metrics import segmentation_metrics
+from mt_data import DeviceImages
+from mt_train import autocast
 from torch import nn
-
-from benchmarks.mt_data import DeviceImages
-from benchmarks.mt_train import autocast
-from core.metrics import segmentation_metrics
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:

@@ -1,3 +1,5 @@
 """lrpseg core: models, LRP, segmenters, training, data, export and the command line (no Qt here)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("lrpseg")

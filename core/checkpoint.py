@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 
 import torch
+from lrpseg.core.atomic import atomic_write_bytes
+from lrpseg.core.models import HEADS, VGGA, build_vgg_a
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
-
-from core.atomic import atomic_write_bytes
-from core.models import HEADS, VGGA, build_vgg_a
 
 __all__ = ["FORMAT_VERSION", "METADATA_KEY", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 

@@ -11,19 +11,18 @@ import json
 import sys
 from pathlib import Path
 
+from lrpseg.core import __version__
+from lrpseg.core.cancel import Cancelled
+from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
+from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
+from lrpseg.core.export import Exporter, file_sha256
+from lrpseg.core.images import ImageReadError, scan_folder
+from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
+from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.models import HEADS
+from lrpseg.core.project import ProjectError
+from lrpseg.core.segment import SEGMENTERS
 from tqdm import tqdm
-
-from core import __version__
-from core.cancel import Cancelled
-from core.checkpoint import CheckpointError, load_checkpoint
-from core.device import DEVICE_CHOICES, describe_device, resolve_device
-from core.export import Exporter, file_sha256
-from core.images import ImageReadError, scan_folder
-from core.labels import labels_from_folders, read_labels, write_labels
-from core.lrp import RULE_SETS
-from core.models import HEADS
-from core.project import ProjectError
-from core.segment import SEGMENTERS
 
 ARCHS = {"vgg-a": 1.0, "slim": 0.25}
 # The app's training settings for the demo project: slim trains on a CPU in a minute or two and reached
@@ -170,8 +169,8 @@ def _scan(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def run_demo(args) -> int:
-    from core.demo import make_demo
-    from core.project import Project
+    from lrpseg.core.demo import make_demo
+    from lrpseg.core.project import Project
 
     make_demo(args.dir, n_damaged=args.damaged, n_undamaged=args.undamaged, size=args.size, seed=args.seed)
     images = args.dir / "images"
@@ -189,7 +188,7 @@ def run_demo(args) -> int:
 
 
 def run_train(args) -> int:
-    from core.train import TrainConfig, train_to_checkpoint
+    from lrpseg.core.train import TrainConfig, train_to_checkpoint
 
     paths, problems = _scan(args.images)
     labels = labels_from_folders(args.images) if args.labels_from_folders else read_labels(args.labels)
@@ -234,7 +233,7 @@ def run_train(args) -> int:
 
 
 def run_segment(args) -> int:
-    from core.pipeline import segment_folder
+    from lrpseg.core.pipeline import segment_folder
 
     model, meta = load_checkpoint(args.model)
     device = resolve_device(args.device)
@@ -286,8 +285,8 @@ def run_segment(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from core.evaluate import evaluate_folder, metrics_table
-    from core.metrics import plot_pr_curves
+    from lrpseg.core.evaluate import evaluate_folder, metrics_table
+    from lrpseg.core.metrics import plot_pr_curves
 
     result = evaluate_folder(args.out, args.truth, include_undamaged=args.include_undamaged)
     for problem in result.problems:
@@ -304,7 +303,7 @@ def run_evaluate(args) -> int:
 
 
 def run_labels(args) -> int:
-    from core.project import Project
+    from lrpseg.core.project import Project
 
     project = Project.open(args.folder)
     try:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from core.labels import DAMAGED, UNDAMAGED, write_labels
+from lrpseg.core.labels import DAMAGED, UNDAMAGED, write_labels
 
 __all__ = ["make_demo", "make_sample"]
 

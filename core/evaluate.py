@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from core.export import REPORT_NAME, SCORES_DIR
-from core.images import ImageReadError, list_images, read_image
-from core.metrics import (
+from lrpseg.core.export import REPORT_NAME, SCORES_DIR
+from lrpseg.core.images import ImageReadError, list_images, read_image
+from lrpseg.core.metrics import (
     average_precision,
     classification_metrics,
     no_skill_precision,

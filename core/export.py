@@ -25,9 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from core import __version__
-from core.atomic import atomic_write_bytes
+from lrpseg.core import __version__
+from lrpseg.core.atomic import atomic_write_bytes
 
 REPORT_NAME = "lrpseg-report.json"
 PROVENANCE_NAME = "provenance.json"

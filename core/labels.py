@@ -22,8 +22,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from core.atomic import atomic_write_text
-from core.images import list_images
+from lrpseg.core.atomic import atomic_write_text
+from lrpseg.core.images import list_images
 
 __all__ = [
     "DAMAGED",

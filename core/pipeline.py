@@ -23,15 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-from core.cancel import CancelToken, check
-from core.device import resolve_device
-from core.images import MAX_PIXELS, ImageReadError, read_image
-from core.lrp import explain
-from core.models import VGGA
-from core.preprocess import prepare_eval, stitch, tile_grid, tiles
-from core.segment import SegmentationResult, segment
-from core.train import predict_probabilities
+from lrpseg.core.cancel import CancelToken, check
+from lrpseg.core.device import resolve_device
+from lrpseg.core.images import MAX_PIXELS, ImageReadError, read_image
+from lrpseg.core.lrp import explain
+from lrpseg.core.models import VGGA
+from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
+from lrpseg.core.segment import SegmentationResult, segment
+from lrpseg.core.train import predict_probabilities
 
 MODES = ("auto", "crop", "tile")
 TILE_FACTOR = 1.5

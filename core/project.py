@@ -35,10 +35,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import numpy as np
-
-from core.atomic import atomic_save_npy
-from core.images import scan_folder
-from core.labels import normalise_label
+from lrpseg.core.atomic import atomic_save_npy
+from lrpseg.core.images import scan_folder
+from lrpseg.core.labels import normalise_label
 
 __all__ = [
     "SCHEMA_VERSION",

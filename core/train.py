@@ -19,17 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lrpseg.core import __version__
+from lrpseg.core.cancel import CancelToken, check
+from lrpseg.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lrpseg.core.device import describe_device, resolve_device
+from lrpseg.core.images import read_image
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.metrics import classification_metrics
+from lrpseg.core.models import VGGA, build_vgg_a, load_imagenet_conv_weights
+from lrpseg.core.preprocess import prepare_eval, prepare_train
 from torch import nn
-
-from core import __version__
-from core.cancel import CancelToken, check
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from core.device import describe_device, resolve_device
-from core.images import read_image
-from core.labels import DAMAGED, UNDAMAGED
-from core.metrics import classification_metrics
-from core.models import VGGA, build_vgg_a, load_imagenet_conv_weights
-from core.preprocess import prepare_eval, prepare_train
 
 CLASS_NAMES = (UNDAMAGED, DAMAGED)
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=0.25)
     args = parser.parse_args(argv)
 
+    from lrpseg.app.main import apply_style, limit_cpu_threads
+    from lrpseg.app.main_window import MainWindow
+    from lrpseg.core.demo import make_demo
+    from lrpseg.core.labels import labels_from_folders
     from PySide6.QtWidgets import QApplication
-
-    from app.main import apply_style, limit_cpu_threads
-    from app.main_window import MainWindow
-    from core.demo import make_demo
-    from core.labels import labels_from_folders
 
     limit_cpu_threads()
     app = QApplication.instance() or QApplication([])

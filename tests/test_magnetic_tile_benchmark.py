@@ -9,19 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lrpseg.core.checkpoint import load_checkpoint
+from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a
+from lrpseg.core.pipeline import analyse
+from lrpseg.core.train import TrainConfig
+from mt_data import DeviceImages, damage_window_box, eval_set, prepare_pair
+from mt_eval import relevance_maps, score_maps, segment_all
+from mt_split import capture_groups, fingerprint, similarity, split_groups
+from mt_train import fit_on_device
+from unet import UNet, deform
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.mt_data import DeviceImages, damage_window_box, eval_set, prepare_pair  # noqa: E402
-from benchmarks.mt_eval import relevance_maps, score_maps, segment_all  # noqa: E402
-from benchmarks.mt_split import capture_groups, fingerprint, similarity, split_groups  # noqa: E402
-from benchmarks.mt_train import fit_on_device  # noqa: E402
-from benchmarks.unet import UNet, deform  # noqa: E402
-from core.checkpoint import load_checkpoint  # noqa: E402
-from core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a  # noqa: E402
-from core.pipeline import analyse  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
 
 SEGMENTERS = ("simple", "gmm", "bmm")
 DATA = ROOT.parent / "shared" / "datasets" / "magnetic_tile"
@@ -276,9 +274,10 @@ def test_nt_xent_rewards_views_that_match_their_partner():
 
 
 def test_contrastive_pretraining_changes_only_the_convolutions_it_hands_over(tmp_path):
+    from lrpseg.core.checkpoint import save_checkpoint
+    from lrpseg.core.train import prepare_training
+
     from benchmarks.mt_pretrain import pretrain_encoder, random_view
-    from core.checkpoint import save_checkpoint
-    from core.train import prepare_training
 
     rng = np.random.default_rng(0)
     images = [_texture(rng, 80, 70).astype(np.uint8) for _ in range(6)]

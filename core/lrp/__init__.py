@@ -4,9 +4,9 @@ Public API: :func:`explain`, :class:`Explanation`, :data:`RULE_SETS` (name -> :c
 :data:`TABLE_1` (layer -> rule per paper rule set), :data:`MAXPOOL_MODES`.
 """
 
-from core.lrp.composites import MAXPOOL_MODES, TABLE_1, layer_rules, table_composite, zbox_bounds
-from core.lrp.explain import Explanation, explain, relevance_tensor
-from core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
+from lrpseg.core.lrp.composites import MAXPOOL_MODES, TABLE_1, layer_rules, table_composite, zbox_bounds
+from lrpseg.core.lrp.explain import Explanation, explain, relevance_tensor
+from lrpseg.core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
 
 __all__ = [
     "DEFAULT_RULE_SET",

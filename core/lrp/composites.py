@@ -18,12 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import nn
-from zennit.composites import NameMapComposite
-from zennit.core import Hook, Stabilizer
-from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox
-
-from core.lrp.rules import (
+from lrpseg.core.lrp.rules import (
     STABILIZER,
     AvgPoolNorm,
     FastAlphaBeta,
@@ -32,6 +27,10 @@ from core.lrp.rules import (
     FastGamma,
     FastZBox,
 )
+from torch import nn
+from zennit.composites import NameMapComposite
+from zennit.core import Hook, Stabilizer
+from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox
 
 __all__ = [
     "GAMMA",

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from lrpseg.core.lrp.composites import check_maxpool
+from lrpseg.core.lrp.registry import RULE_SETS, RuleSet
 from torch import nn
-
-from core.lrp.composites import check_maxpool
-from core.lrp.registry import RULE_SETS, RuleSet
 
 __all__ = ["Explanation", "explain", "relevance_tensor"]
 

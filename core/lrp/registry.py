@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 
+from lrpseg.core.lrp.composites import TABLE_1, avgpool_layer_map, table_composite, zbox_bounds
 from torch import nn
 from zennit.composites import (
     EpsilonAlpha2Beta1,
@@ -16,8 +17,6 @@ from zennit.composites import (
     EpsilonPlusFlat,
 )
 from zennit.core import Composite
-
-from core.lrp.composites import TABLE_1, avgpool_layer_map, table_composite, zbox_bounds
 
 __all__ = ["RuleSet", "RULE_SETS", "DEFAULT_RULE_SET"]
 

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from core.segment import bmm, gmm, simple
-from core.segment.base import FILTER_BORDER, FILTER_SIZE, FIT_MAX_SAMPLES, SegmentationResult
+from lrpseg.core.segment import bmm, gmm, simple
+from lrpseg.core.segment.base import FILTER_BORDER, FILTER_SIZE, FIT_MAX_SAMPLES, SegmentationResult
 
 __all__ = [
     "FILTER_BORDER",

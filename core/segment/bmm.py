@@ -48,9 +48,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import betaincinv, betaln, expit
-
-from core.segment.base import (
+from lrpseg.core.segment.base import (
     FIT_MAX_SAMPLES,
     SegmentationResult,
     as_relevance,
@@ -59,6 +57,7 @@ from core.segment.base import (
     fit_sample,
     mean_filter,
 )
+from scipy.special import betaincinv, betaln, expit
 
 METHOD = "bmm"
 DOMAIN = "kept half of the clamped mean-filtered relevance, mapped affinely to [0, 1]"

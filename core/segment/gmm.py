@@ -24,10 +24,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
-
-from core.segment.base import (
+from lrpseg.core.segment.base import (
     FIT_MAX_SAMPLES,
     SegmentationResult,
     as_relevance,
@@ -36,6 +33,8 @@ from core.segment.base import (
     fit_sample,
     mean_filter,
 )
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
 
 METHOD = "gmm"
 DOMAIN = "mean-filtered relevance / max |mean-filtered relevance|"

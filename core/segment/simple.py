@@ -9,8 +9,7 @@ relevance itself, so the PR curve of "simple" is the curve of the normalised rel
 from __future__ import annotations
 
 import numpy as np
-
-from core.segment.base import SegmentationResult, as_relevance, degenerate_result, finish
+from lrpseg.core.segment.base import SegmentationResult, as_relevance, degenerate_result, finish
 
 METHOD = "simple"
 DOMAIN = "normalised relevance: (r - min) / (max - min), equal to the score"

@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from core.demo import make_demo
+from lrpseg.core.demo import make_demo
 
 SLIM = {"head": "128n", "width": 0.125, "input_size": 64, "epochs": 1, "batch_size": 8, "seed": 0,
         "patience": 1}
@@ -41,8 +40,8 @@ def demo_folder(demo_template, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def slim_checkpoint(demo_template, tmp_path_factory) -> Path:
     """A slim VGG-A (width 0.125, 64 px input) trained for one epoch on the demo, as a checkpoint file."""
-    from core.labels import labels_from_folders
-    from core.train import TrainConfig, train_to_checkpoint
+    from lrpseg.core.labels import labels_from_folders
+    from lrpseg.core.train import TrainConfig, train_to_checkpoint
 
     labels = labels_from_folders(demo_template / "images")
     rels = sorted(labels)
@@ -54,7 +53,7 @@ def slim_checkpoint(demo_template, tmp_path_factory) -> Path:
 
 def install_checkpoint(folder: Path, checkpoint: Path) -> Path:
     """Put a trained checkpoint into the folder's project, as a finished training would; return its path."""
-    from core.project import Project
+    from lrpseg.core.project import Project
 
     target = folder / ".lrpseg" / "models" / checkpoint.name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +73,7 @@ def use_checkpoint():
 def no_leaked_threads():
     """Fail a test that leaves a job, the analysis service or thumbnail threads running."""
     yield
-    from app.workers import running_threads
+    from lrpseg.app.workers import running_threads
 
     left = running_threads()
     assert not left, f"worker threads still running after the test: {left}"
@@ -83,7 +82,7 @@ def no_leaked_threads():
 @pytest.fixture
 def make_window(qtbot):
     """Factory: ``make_window(folder=None)`` builds a shown MainWindow that is shut down after the test."""
-    from app.main_window import MainWindow
+    from lrpseg.app.main_window import MainWindow
 
     windows = []
 

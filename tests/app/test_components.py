@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from app.analysis import ByteLRU
-from app.viewer import ZERO_INDEX, heatmap_lut, mask_lut, relevance_to_uint8, score_to_index, threshold_index
+from lrpseg.app.analysis import ByteLRU
+from lrpseg.app.viewer import ZERO_INDEX, heatmap_lut, mask_lut, relevance_to_uint8, score_to_index, threshold_index
 
 
 def test_heatmap_is_symmetric_with_transparent_zero():
@@ -35,7 +34,7 @@ def test_mask_lut_matches_score_threshold():
 
 
 def test_viewer_tick_changes_only_the_lookup_table(qtbot):
-    from app.viewer import ImageViewer
+    from lrpseg.app.viewer import ImageViewer
 
     viewer = ImageViewer()
     qtbot.addWidget(viewer)
@@ -66,8 +65,7 @@ def test_byte_lru_evicts_least_recently_used():
 
 def test_thumbnail_cache_is_bounded(qtbot, tmp_path):
     import cv2
-
-    from app.thumbnails import ThumbnailLoader
+    from lrpseg.app.thumbnails import ThumbnailLoader
 
     for i in range(12):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((20, 30), i * 20, np.uint8))
@@ -94,7 +92,7 @@ def _write_png(path, value: int, side: int = 20) -> None:
 def test_thumbnail_failures_are_remembered_until_the_file_changes(qtbot, tmp_path):
     import os
 
-    from app.thumbnails import ThumbnailLoader
+    from lrpseg.app.thumbnails import ThumbnailLoader
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot an image")

@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    return subprocess.Popen([sys.executable, "-m", "app.main", *args], cwd=ROOT, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "lrpseg.app.main", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_version_and_smoke_test_subprocesses(demo_folder):
-    from core.cli import version_text
+    from lrpseg.core.cli import version_text
 
     # both at once: each spends most of its time importing torch (and Qt)
     version = _start("--version")
@@ -35,11 +35,10 @@ def test_version_and_smoke_test_subprocesses(demo_folder):
 
 
 def test_smoke_test_fails_when_the_folder_does_not_open(qtbot, tmp_path, capsys):
+    from lrpseg.app.main import SmokeTest
+    from lrpseg.app.main_window import MainWindow
+    from lrpseg.app.workers import running_threads
     from PySide6.QtWidgets import QMessageBox
-
-    from app.main import SmokeTest
-    from app.main_window import MainWindow
-    from app.workers import running_threads
 
     window = MainWindow(tmp_path / "missing", device="cpu")
     qtbot.addWidget(window)

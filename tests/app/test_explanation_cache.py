@@ -7,9 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-
-import core.pipeline
-from app.analysis import RelevanceStore, model_grid_shape, relevance_cache_key
+from lrpseg.app.analysis import RelevanceStore, model_grid_shape, relevance_cache_key
+from lrpseg.core import pipeline
 
 
 @pytest.fixture
@@ -17,14 +16,14 @@ def lrp_calls(monkeypatch):
     """Counts calls of ``core.lrp.explain`` made by the pipeline (on any thread)."""
     calls = []
     lock = threading.Lock()
-    original = core.pipeline.explain
+    original = pipeline.explain
 
     def counting(*args, **kwargs):
         with lock:
             calls.append(kwargs.get("rule_set"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(core.pipeline, "explain", counting)
+    monkeypatch.setattr(pipeline, "explain", counting)
     return calls
 
 
@@ -99,15 +98,15 @@ def test_reopened_window_uses_cached_relevance(make_window, demo_folder, slim_ch
 
 
 def test_relevance_store_ignores_stale_or_misshapen_entries(demo_folder, slim_checkpoint):
-    from core.checkpoint import load_checkpoint
-    from core.images import read_image
-    from core.project import Project
+    from lrpseg.core.checkpoint import load_checkpoint
+    from lrpseg.core.images import read_image
+    from lrpseg.core.project import Project
 
     model, _ = load_checkpoint(slim_checkpoint)
     with Project.open(demo_folder) as project:
         rel = project.images()[0]
         image = read_image(demo_folder / rel)
-        explained = core.pipeline.explain_image(model, image, "ours", "wta", "crop")
+        explained = pipeline.explain_image(model, image, "ours", "wta", "crop")
         store = RelevanceStore(project)
         key = relevance_cache_key("ours", "wta", "crop")
         shape = model_grid_shape(image.shape, model.input_size, "crop")
@@ -123,5 +122,5 @@ def test_relevance_store_ignores_stale_or_misshapen_entries(demo_folder, slim_ch
         (demo_folder / rel).write_bytes((demo_folder / rel).read_bytes() + b"\0")  # the file changed
         assert store.load(rel, "m", key, shape) is None
     strip = np.zeros((40, 120), np.uint8)  # tiled: upscaled to a short side of 64
-    tiled = core.pipeline.explain_image(model, strip, "ours", "wta", "tile")
+    tiled = pipeline.explain_image(model, strip, "ours", "wta", "tile")
     assert model_grid_shape(strip.shape, model.input_size, "tile") == tiled.relevance.shape == (64, 192)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.project import Project
 from PySide6.QtCore import Qt
-
-from core.labels import DAMAGED, UNDAMAGED
-from core.project import Project
 
 
 def test_opens_demo_folder_without_model(make_window, demo_folder, qtbot):
@@ -86,11 +85,11 @@ def test_sort_and_filter(make_window, demo_folder):
 
 
 def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot, monkeypatch):
-    import app.thumbnails
+    from lrpseg.app import thumbnails
 
     decoded = []
-    read_image = app.thumbnails.read_image
-    monkeypatch.setattr(app.thumbnails, "read_image", lambda path: decoded.append(path.name) or read_image(path))
+    read_image = thumbnails.read_image
+    monkeypatch.setattr(thumbnails, "read_image", lambda path: decoded.append(path.name) or read_image(path))
     broken = demo_folder / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
     window = make_window(demo_folder)
@@ -119,7 +118,7 @@ def test_training_needs_both_classes(make_window, demo_folder):
 
 
 def test_entry_point_arguments():
-    from app.main import parse_args
+    from lrpseg.app.main import parse_args
 
     args = parse_args(["/some/folder", "--device", "cpu"])
     assert args.folder == "/some/folder" and args.device == "cpu"
@@ -128,7 +127,7 @@ def test_entry_point_arguments():
 
 
 def test_training_settings_dialog_round_trip(qtbot, slim_settings):
-    from app.train_dialog import TrainSettingsDialog
+    from lrpseg.app.train_dialog import TrainSettingsDialog
 
     dialog = TrainSettingsDialog(slim_settings)
     qtbot.addWidget(dialog)

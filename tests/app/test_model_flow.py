@@ -6,8 +6,7 @@ import json
 
 import cv2
 import numpy as np
-
-from core.labels import labels_from_folders
+from lrpseg.core.labels import labels_from_folders
 
 
 def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings):

@@ -6,11 +6,10 @@ import pickle
 
 import pytest
 import torch
+from lrpseg.core import checkpoint
+from lrpseg.core.checkpoint import FORMAT_VERSION, METADATA_KEY, CheckpointError, load_checkpoint, save_checkpoint
+from lrpseg.core.models import build_vgg_a
 from safetensors.torch import save_file
-
-from core import checkpoint
-from core.checkpoint import FORMAT_VERSION, METADATA_KEY, CheckpointError, load_checkpoint, save_checkpoint
-from core.models import build_vgg_a
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-from core.cli import main
-from core.labels import read_labels
-from core.project import Project
+from lrpseg.core.cli import main
+from lrpseg.core.labels import read_labels
+from lrpseg.core.project import Project
 
 
 def test_demo_prelabels_part_of_the_folder(tmp_path, capsys):
@@ -34,8 +34,8 @@ def test_folder_without_labels_gives_exit_1_and_one_line(tmp_path, capsys):
 
 
 def test_train_init_from_a_model_of_another_width_gives_exit_1_and_one_line(tmp_path, capsys):
-    from core.checkpoint import save_checkpoint
-    from core.models import build_vgg_a
+    from lrpseg.core.checkpoint import save_checkpoint
+    from lrpseg.core.models import build_vgg_a
 
     main(["demo", str(tmp_path / "d"), "--damaged", "3", "--undamaged", "3", "--size", "64"])
     other = tmp_path / "other.safetensors"

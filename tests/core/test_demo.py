@@ -5,11 +5,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from lrpseg.core.demo import make_demo
+from lrpseg.core.images import list_images, read_image
+from lrpseg.core.labels import DAMAGED, UNDAMAGED, labels_from_folders, read_labels
 from torch import nn
-
-from core.demo import make_demo
-from core.images import list_images, read_image
-from core.labels import DAMAGED, UNDAMAGED, labels_from_folders, read_labels
 
 
 def _files(root):

@@ -2,9 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
-from core.evaluate import read_mask
-from core.export import COCO_NAME, PROVENANCE_NAME, REPORT_NAME, Exporter, rle_decode, rle_encode
+from lrpseg.core.evaluate import read_mask
+from lrpseg.core.export import COCO_NAME, PROVENANCE_NAME, REPORT_NAME, Exporter, rle_decode, rle_encode
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (32, 17)])

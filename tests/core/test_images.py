@@ -8,8 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from core.images import (
+from lrpseg.core.images import (
     MAX_PIXELS,
     SUPPORTED_SUFFIXES,
     ImageReadError,
@@ -213,12 +212,12 @@ def test_scan_folder_suffixes_hidden_links_and_loops(tmp_path):
 
 
 def test_permission_denied_reported_even_as_root(tmp_path, monkeypatch):
-    import core.images
+    from lrpseg.core import images as images_module
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     path = tmp_path / "locked.png"
     path.write_bytes(_encode(_rgb(), ".png"))
-    monkeypatch.setattr(core.images, "open", refuse, raising=False)
+    monkeypatch.setattr(images_module, "open", refuse, raising=False)
     assert _reason(path) == "permission denied"

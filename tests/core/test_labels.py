@@ -6,9 +6,8 @@ import os
 import cv2
 import numpy as np
 import pytest
-
-from core.atomic import atomic_open, atomic_save_npy, atomic_write_bytes, atomic_write_text
-from core.labels import (
+from lrpseg.core.atomic import atomic_open, atomic_save_npy, atomic_write_bytes, atomic_write_text
+from lrpseg.core.labels import (
     DAMAGED,
     LABELS,
     UNDAMAGED,

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from lrpseg.core.lrp import RULE_SETS, TABLE_1, RuleSet, explain, relevance_tensor, table_composite, zbox_bounds
+from lrpseg.core.lrp import rules as fast_rules
+from lrpseg.core.models import CONV_LAYER_NAMES, FC_LAYER_NAMES, HEADS, build_vgg_a
 from torch import nn
 from zennit.core import Stabilizer
 from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox
-
-from core.lrp import RULE_SETS, TABLE_1, RuleSet, explain, relevance_tensor, table_composite, zbox_bounds
-from core.lrp import rules as fast_rules
-from core.models import CONV_LAYER_NAMES, FC_LAYER_NAMES, HEADS, build_vgg_a
 
 SIZE = 64
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

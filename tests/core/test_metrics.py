@@ -3,16 +3,7 @@
 import cv2
 import numpy as np
 import pytest
-from sklearn.metrics import (
-    average_precision_score,
-    balanced_accuracy_score,
-    jaccard_score,
-    precision_recall_curve,
-    precision_score,
-    recall_score,
-)
-
-from core.metrics import (
+from lrpseg.core.metrics import (
     SegmentationCounts,
     average_precision,
     classification_metrics,
@@ -21,6 +12,14 @@ from core.metrics import (
     pr_curve,
     score_histograms,
     segmentation_metrics,
+)
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    jaccard_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
 )
 
 

@@ -2,9 +2,7 @@
 
 import pytest
 import torch
-from torch import nn
-
-from core.models import (
+from lrpseg.core.models import (
     CONV_LAYER_NAMES,
     FC_LAYER_NAMES,
     HEADS,
@@ -13,6 +11,7 @@ from core.models import (
     imagenet_weights_path,
     load_imagenet_conv_weights,
 )
+from torch import nn
 
 VGG11_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)
 TORCHVISION_INDEX = (0, 3, 6, 8, 11, 13, 16, 18)

@@ -2,10 +2,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from core.demo import make_sample
-from core.models import build_vgg_a
-from core.pipeline import analyse, choose_mode, explain_image, predict, resegment, segment_explained, segment_folder
+from lrpseg.core.demo import make_sample
+from lrpseg.core.models import build_vgg_a
+from lrpseg.core.pipeline import (
+    analyse,
+    choose_mode,
+    explain_image,
+    predict,
+    resegment,
+    segment_explained,
+    segment_folder,
+)
 
 
 @pytest.fixture(scope="module")

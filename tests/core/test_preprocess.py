@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from core.preprocess import (
+from lrpseg.core.preprocess import (
     Placement,
     prepare_eval,
     prepare_train,

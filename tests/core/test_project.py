@@ -13,9 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from core.labels import DAMAGED, UNDAMAGED
-from core.project import (
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.project import (
     SCHEMA_VERSION,
     Project,
     ProjectError,
@@ -99,7 +98,7 @@ def test_undo_redo(folder):
 _CHILD = textwrap.dedent(
     """
     import sys
-    from core.project import Project
+    from lrpseg.core.project import Project
     project = Project.open(sys.argv[1])
     for i in range(100000):
         rel, label = f"img{i:05d}.png", ("damaged", "undamaged")[i % 2]

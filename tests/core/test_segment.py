@@ -6,11 +6,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-from sklearn.cluster import KMeans
-from sklearn.mixture import GaussianMixture
-
-from core.metrics import SegmentationCounts
-from core.segment import (
+from lrpseg.core.metrics import SegmentationCounts
+from lrpseg.core.segment import (
     SEGMENTERS,
     SegmentationResult,
     bmm,
@@ -20,7 +17,9 @@ from core.segment import (
     segment,
     simple,
 )
-from core.segment.synthetic import synthetic_relevance
+from lrpseg.core.segment.synthetic import synthetic_relevance
+from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture
 
 METHODS = ("simple", "gmm", "bmm")
 pytestmark = pytest.mark.filterwarnings("error")  # a segmenter must not warn on any map here

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from core.segment import segment
+from lrpseg.core.segment import segment
 
 METHODS = ("simple", "gmm", "bmm")
 pytestmark = pytest.mark.filterwarnings("error")

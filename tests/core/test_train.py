@@ -1,12 +1,18 @@
 import numpy as np
 import pytest
 import torch
-
-from core.cancel import Cancelled, CancelToken
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from core.demo import make_sample
-from core.models import build_vgg_a
-from core.train import TrainConfig, conv_learning_rate, fit, prepare_training, stratified_split, train_to_checkpoint
+from lrpseg.core.cancel import Cancelled, CancelToken
+from lrpseg.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lrpseg.core.demo import make_sample
+from lrpseg.core.models import build_vgg_a
+from lrpseg.core.train import (
+    TrainConfig,
+    conv_learning_rate,
+    fit,
+    prepare_training,
+    stratified_split,
+    train_to_checkpoint,
+)
 
 TINY = dict(head="onefc", width=0.125, input_size=32, epochs=2, batch_size=4, device="cpu")
 

@@ -30,9 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reliability_helpers import child_env, lrpseg_script, rss_mb, save_slim_model  # noqa: E402
+from reliability_helpers import child_env, lrpseg_script, rss_mb, save_slim_model
 
 SIZES = (32, 48, 64)
 _PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
@@ -40,7 +38,7 @@ _PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
 
 def make_images(folder: Path, count: int, seed: int = 0) -> None:
     """Write ``count`` demo PNGs (every third one damaged) of 32, 48 or 64 px into ``folder``."""
-    from core.demo import make_sample
+    from lrpseg.core.demo import make_sample
 
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):

@@ -131,9 +131,8 @@ def rss_mb(pid: int | None = None) -> float:
 def save_slim_model(path: Path, input_size: int = 32, head: str = "128n", width: float = 0.125, seed: int = 0):
     """Write a randomly initialised slim VGG-A checkpoint (enough to exercise loading and the pipeline)."""
     import torch
-
-    from core.checkpoint import save_checkpoint
-    from core.models import build_vgg_a
+    from lrpseg.core.checkpoint import save_checkpoint
+    from lrpseg.core.models import build_vgg_a
 
     torch.manual_seed(seed)
     model = build_vgg_a(head, width=width, input_size=input_size)
@@ -184,7 +183,7 @@ def label_ops(seed: int, count: int) -> list[tuple]:
 #: FOLDER and prints ``committed <index>`` after each operation returned (i.e. was committed).
 LABELLER = """
 import sys
-from core.project import Project
+from lrpseg.core.project import Project
 from reliability_helpers import apply_op, label_ops
 folder, seed = sys.argv[1], int(sys.argv[2])
 project = Project.open(folder)

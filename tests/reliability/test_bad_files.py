@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lrpseg.core import images as images_module
+from lrpseg.core.images import MAX_PIXELS, ImageReadError, probe_image, read_image, scan_folder
 from reliability_corpus import BOMB_SIDE, kinds, make_corpus
 from reliability_helpers import (
     child_env,
@@ -23,9 +25,6 @@ from reliability_helpers import (
     temp_leftovers,
     without_dac_override,
 )
-
-import core.images
-from core.images import MAX_PIXELS, ImageReadError, probe_image, read_image, scan_folder
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="POSIX corpus (FIFO, symlinks)")
 
@@ -106,7 +105,7 @@ def test_decompression_bomb_refused_from_the_header_before_decoding(corpus, monk
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the decoder was called on a file the header already refuses")
 
-    monkeypatch.setattr(core.images.cv2, "imdecode", must_not_decode)
+    monkeypatch.setattr(images_module.cv2, "imdecode", must_not_decode)
     for name in ("bomb.png", "bomb.jpg"):
         with pytest.raises(ImageReadError, match=r"too many pixels .*the limit is 100 MP"):
             read_image(folder / name)
@@ -195,8 +194,8 @@ def test_lrpseg_segment_finishes_the_batch_and_keeps_existing_masks(corpus, tmp_
 
 def test_project_labels_and_caches_every_listed_file_including_odd_names(corpus):
     """Non-UTF-8 and 255-byte names can be labelled, cached, undone and read back after reopening."""
-    from core.labels import DAMAGED, UNDAMAGED
-    from core.project import Project
+    from lrpseg.core.labels import DAMAGED, UNDAMAGED
+    from lrpseg.core.project import Project
 
     folder, cases = corpus
     listed = sorted(case.name for case in cases if case.listed)
@@ -220,8 +219,7 @@ def test_project_labels_and_caches_every_listed_file_including_odd_names(corpus)
 
 def test_one_unwritable_mask_does_not_abort_the_batch(tmp_path, capsys):
     import cv2
-
-    from core.cli import main as lrpseg_main
+    from lrpseg.core.cli import main as lrpseg_main
 
     stem = "S" * 248  # two images of one long name in two folders: the second gets a longer, prefixed name
     for sub in ("a", "b"):

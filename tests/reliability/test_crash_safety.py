@@ -18,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lrpseg.core.checkpoint import load_checkpoint
+from lrpseg.core.cli import main as lrpseg_main
+from lrpseg.core.demo import make_demo
+from lrpseg.core.images import read_image
+from lrpseg.core.project import Project
 from reliability_helpers import (
     LABELLER,
     PYTHON,
@@ -30,19 +35,13 @@ from reliability_helpers import (
     temp_leftovers,
 )
 
-from core.checkpoint import load_checkpoint
-from core.cli import main as lrpseg_main
-from core.demo import make_demo
-from core.images import read_image
-from core.project import Project
-
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
 # Makes core.atomic stop, announced on stdout, just before its n-th call of ``point`` ("replace": the rename
 # of a finished temporary file onto the final name; "fsync_dir": right after that rename).
 _PAUSE = """
 import os, sys, time
-import core.atomic as atomic
+import lrpseg.core.atomic as atomic
 
 def pause_at(point, nth=1):
     calls = [0]
@@ -158,8 +157,8 @@ _TRAINER = (
 import torch
 torch.set_num_threads(1)
 from pathlib import Path
-from core.labels import labels_from_folders
-from core.train import TrainConfig, train_to_checkpoint
+from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.train import TrainConfig, train_to_checkpoint
 images, out, stage = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 labels = labels_from_folders(images)
 rels = sorted(labels)
@@ -202,7 +201,7 @@ def test_sigkill_while_training_keeps_the_last_good_model(demo, tmp_path, stage,
 _EXPORTER = (
     _PAUSE
     + """
-from core.cli import main
+from lrpseg.core.cli import main
 images, model, out, overwrite, nth = sys.argv[1:6]
 if int(nth):
     pause_at("replace", int(nth))

@@ -27,8 +27,8 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def window(qtbot):
-    from app.main_window import MainWindow
-    from app.workers import running_threads
+    from lrpseg.app.main_window import MainWindow
+    from lrpseg.app.workers import running_threads
 
     win = MainWindow(device="cpu")
     qtbot.addWidget(win)
@@ -43,7 +43,7 @@ def _viewer_message(window) -> str:
 
 
 def test_bad_file_folder_opens_and_lists_bad_files_as_unreadable(window, corpus, qtbot, tmp_path):
-    from app import session
+    from lrpseg.app import session
 
     folder, cases = corpus
     listed = [case for case in cases if case.listed]

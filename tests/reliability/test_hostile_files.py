@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lrpseg.core.checkpoint import FORMAT_VERSION, METADATA_KEY, CheckpointError, load_checkpoint
+from lrpseg.core.cli import main as lrpseg_main
+from lrpseg.core.models import WeightsUnavailableError, build_vgg_a, load_imagenet_conv_weights
+from lrpseg.core.project import Project
 from reliability_helpers import ROOT, run_python, save_slim_model
 from safetensors import safe_open
 from safetensors.torch import save_file
-
-from core.checkpoint import FORMAT_VERSION, METADATA_KEY, CheckpointError, load_checkpoint
-from core.cli import main as lrpseg_main
-from core.models import WeightsUnavailableError, build_vgg_a, load_imagenet_conv_weights
-from core.project import Project
 
 
 class _WritesAFile:
@@ -181,7 +180,7 @@ def test_absurd_model_description_is_refused_not_allocated(described, tmp_path):
     code = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-from core.checkpoint import CheckpointError, load_checkpoint
+from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
 try:
     load_checkpoint(sys.argv[1])
 except CheckpointError as error:

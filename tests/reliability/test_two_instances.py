@@ -11,19 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+from lrpseg.core import project as project_module
+from lrpseg.core.cli import main as lrpseg_main
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.project import Project, ProjectLockedError
 from reliability_helpers import LABELLER, PYTHON, ROOT, child_env
-
-import core.project
-from core.cli import main as lrpseg_main
-from core.labels import DAMAGED, UNDAMAGED
-from core.project import Project, ProjectLockedError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 _INSTANCE = """
 import random, sys, time
 import numpy as np
-from core.project import Project
+from lrpseg.core.project import Project
 folder, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random(name)
 project = Project.open(folder)
@@ -169,7 +168,7 @@ def test_cli_second_writer_gets_one_line(tmp_path, capsys, monkeypatch):
     labels.write_text("image,label\na.png,damaged\n", encoding="utf-8")
     real_open = Project.open.__func__
     monkeypatch.setattr(
-        core.project.Project, "open", classmethod(lambda cls, folder: real_open(cls, folder, busy_timeout_s=0.3))
+        project_module.Project, "open", classmethod(lambda cls, folder: real_open(cls, folder, busy_timeout_s=0.3))
     )
     blocker = sqlite3.connect(tmp_path / ".lrpseg" / "project.sqlite", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the other instance, mid-write
@@ -183,7 +182,7 @@ def test_cli_second_writer_gets_one_line(tmp_path, capsys, monkeypatch):
 
 _OPENER = """
 import sys
-from core.project import Project
+from lrpseg.core.project import Project
 project = Project.open(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
