@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QToolBar
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One command: attribute name (``<name>_action`` on the window), text, key, slot factory, tip."""
+    """One command: name (its key in the window's ``commands``), text, key, slot factory, tip."""
 
     name: str
     text: str
@@ -33,10 +33,11 @@ class ActionSpec:
 SPECS = (
     ActionSpec("open", "&Open folder…", QKeySequence.StandardKey.Open, lambda w: w.choose_folder,
                "Open a folder of images (its project lives in <folder>/.lrpseg)", toolbar_text="Open…"),
-    ActionSpec("export", "&Export masks (all)…", "Ctrl+E", lambda w: lambda: w.choose_export(False),
+    ActionSpec("export", "&Export masks (all)…", "Ctrl+E",
+               lambda w: lambda: w.job_controller.choose_export(False),
                "Write one mask per image, each with its own threshold", toolbar_text="Export…"),
     ActionSpec("export_selection", "Export masks (&selection)…", "Ctrl+Shift+E",
-               lambda w: lambda: w.choose_export(True), "Export the selected images only"),
+               lambda w: lambda: w.job_controller.choose_export(True), "Export the selected images only"),
     ActionSpec("quit", "&Quit", QKeySequence.StandardKey.Quit, lambda w: w.close),
     ActionSpec("undo", "&Undo label", "Ctrl+Z", lambda w: w.undo, toolbar_text="Undo"),
     ActionSpec("redo", "&Redo label", "Ctrl+Shift+Z", lambda w: w.redo, toolbar_text="Redo"),
@@ -51,13 +52,13 @@ SPECS = (
     ActionSpec("next", "&Next image", "J", lambda w: lambda: w.step(1), "Next image (also ↓ in the list)"),
     ActionSpec("previous", "&Previous image", "K", lambda w: lambda: w.step(-1),
                "Previous image (also ↑ in the list)"),
-    ActionSpec("train", "&Train model", "Ctrl+T", lambda w: w.start_training,
+    ActionSpec("train", "&Train model", "Ctrl+T", lambda w: w.job_controller.start_training,
                "Train the classifier from the current labels in the background", toolbar_text="Train"),
     ActionSpec("train_settings", "Training &settings…", None, lambda w: w.edit_train_settings,
                "Network width, input size, epochs of the next training"),
-    ActionSpec("cancel", "&Cancel job", "Esc", lambda w: w.cancel_job,
+    ActionSpec("cancel", "&Cancel job", "Esc", lambda w: w.job_controller.cancel,
                "Stop training or export; the previous model stays"),
-    ActionSpec("load_model", "&Load model…", None, lambda w: w.choose_model,
+    ActionSpec("load_model", "&Load model…", None, lambda w: w.models.choose,
                "Use a saved .safetensors model"),
     ActionSpec("heatmap", "Relevance &heatmap", "H", lambda w: w.panel.heatmap_check.setChecked,
                "Show the signed relevance (red: evidence for damage, blue: against)", True, True),
@@ -66,10 +67,10 @@ SPECS = (
                lambda w: lambda on: w.panel.mask_style.setCurrentText("outline" if on else "fill"), "", True),
     ActionSpec("undamaged_masks", "Show masks of images classified &undamaged", None,
                lambda w: w.set_show_undamaged_masks, "Export still writes empty masks for them", True),
-    ActionSpec("reset", "&Reset threshold", "R", lambda w: w.reset_threshold,
+    ActionSpec("reset", "&Reset threshold", "R", lambda w: w.thresholds.reset,
                "Back to the segmenter's default threshold"),
-    ActionSpec("lower", "Threshold −0.01", "[", lambda w: lambda: w.nudge_threshold(-0.01)),
-    ActionSpec("raise", "Threshold +0.01", "]", lambda w: lambda: w.nudge_threshold(0.01)),
+    ActionSpec("lower", "Threshold −0.01", "[", lambda w: lambda: w.thresholds.nudge(-0.01)),
+    ActionSpec("raise", "Threshold +0.01", "]", lambda w: lambda: w.thresholds.nudge(0.01)),
     ActionSpec("fit", "&Fit image", "F", lambda w: w.viewer.fit, "Zoom so the whole image shows"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "F1", lambda w: lambda: show_shortcuts(w)),
 )
@@ -94,7 +95,7 @@ def key_text(action: QAction) -> str:
 
 
 def build_actions(window: QMainWindow) -> dict[str, QAction]:
-    """Create every action, its menu entry and toolbar button; set ``window.<name>_action``."""
+    """Create every action with its menu entry and toolbar button; return them by name (``SPECS``)."""
     actions: dict[str, QAction] = {}
     for spec in SPECS:
         action = QAction(spec.text, window)
@@ -114,7 +115,6 @@ def build_actions(window: QMainWindow) -> dict[str, QAction]:
         else:
             action.triggered.connect(spec.slot(window))
         window.addAction(action)
-        setattr(window, f"{spec.name}_action", action)
         actions[spec.name] = action
 
     for title, names in MENUS:

@@ -83,7 +83,7 @@ class JobController(QObject):
         self.window.show_status(text)
 
     def _trained(self, handle: ModelHandle) -> None:
-        self.window.install_model(handle, remember=True)
+        self.window.models.install(handle, remember=True)
         bacc = handle.metadata.get("training", {}).get("val_balanced_accuracy")
         extra = f", validation balanced accuracy {bacc:.2f}" if isinstance(bacc, float) else ""
         self._ended(f"Trained {handle.model_id}{extra}.")
@@ -104,12 +104,12 @@ class JobController(QObject):
         w = self.window
         if w.project is None or w.handle is None or self.busy():
             return False
-        w.flush_threshold()
+        w.thresholds.flush()
         rels = w.list_view.selected_paths() if selection_only else list(w.list_model.paths)
         if not rels:
             w.error("Nothing to export", "Select the images to export first.")
             return False
-        overrides = w.project.threshold_overrides(w.override_key())
+        overrides = w.project.threshold_overrides(w.thresholds.override_key())
         cached = {k.rel: a for k, (a, _) in w.analyses.items() if k == w.key(k.rel)}
         plan = session.ExportPlan(
             root=w.root, rels=rels, out_dir=Path(out_dir), handle=w.handle, rule_set=w.rule_set,

@@ -8,6 +8,7 @@ a thread pool (:mod:`app.thumbnails`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from lrpseg.app.list_panel import ListPanel
 from lrpseg.app.side_panel import SidePanel
 from lrpseg.app.train_dialog import TrainSettingsDialog
 from lrpseg.app.viewer import ImageViewer
-from lrpseg.app.window_model import ModelMixin
-from lrpseg.app.window_threshold import ThresholdMixin
+from lrpseg.app.window_model import ModelController
+from lrpseg.app.window_threshold import ThresholdController
 from lrpseg.app.workers import display_text
 from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.project import Project
@@ -31,11 +32,14 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSc
 log = logging.getLogger(__name__)
 
 LOOKAHEAD = 3
-THRESHOLD_SAVE_DELAY_MS = 400
 
 
-class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
+class MainWindow(QMainWindow):
     """lrpseg's desktop window.
+
+    It owns its parts: ``list_panel``, ``viewer``, ``panel`` (side panel), ``models`` (loading and installing
+    classifiers), ``thresholds`` (explanation choices and per-image thresholds), ``job_controller`` (training
+    and export) and ``commands`` (every menu/toolbar action by name, see :mod:`app.actions`).
 
     Parameters
     ----------
@@ -64,25 +68,22 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         self.auto_advance = True
         self.show_undamaged_masks = False
         self.last_error: tuple[str, str] | None = None
-        self._pending_threshold: tuple[str, str, float] | None = None
-        self._threshold_timer = QTimer(self)
-        self._threshold_timer.setSingleShot(True)
-        self._threshold_timer.setInterval(THRESHOLD_SAVE_DELAY_MS)
-        self._threshold_timer.timeout.connect(self.flush_threshold)
+        self.models = ModelController(self)
+        self.thresholds = ThresholdController(self)
 
         self._build_widgets()
         self.job_controller = JobController(self)
         self.jobs = self.job_controller.jobs
         self.progress, self.cancel_button = self.job_controller.progress, self.job_controller.cancel_button
         self._build_status_fields()
-        build_actions(self)
-        self.panel.heatmap_check.toggled.connect(self.heatmap_action.setChecked)
-        self.panel.mask_check.toggled.connect(self.mask_action.setChecked)
+        self.commands = build_actions(self)
+        self.panel.heatmap_check.toggled.connect(self.commands["heatmap"].setChecked)
+        self.panel.mask_check.toggled.connect(self.commands["mask"].setChecked)
         self.panel.mask_style.currentTextChanged.connect(
-            lambda style: self.outline_action.setChecked(style == "outline"))
-        self.jobs.changed.connect(self._update_actions)
-        self._update_actions()
-        self._update_status()
+            lambda style: self.commands["outline"].setChecked(style == "outline"))
+        self.jobs.changed.connect(self.update_actions)
+        self.update_actions()
+        self.update_status()
         self.viewer.show_message("Open a folder of images (Ctrl+O)")
         if folder is not None:
             QTimer.singleShot(0, lambda: self.open_folder(folder))
@@ -100,10 +101,10 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         self.panel = SidePanel(session.rule_set_choices(), session.segmenter_choices())
         self.panel.set_choice(self.panel.rule_set, self.rule_set)
         self.panel.set_choice(self.panel.segmenter, self.segmenter)
-        self.panel.rule_set_changed.connect(self.set_rule_set)
-        self.panel.segmenter_changed.connect(self.set_segmenter)
-        self.panel.threshold_changed.connect(self.set_threshold)
-        self.panel.threshold_reset.connect(self.reset_threshold)
+        self.panel.rule_set_changed.connect(self.thresholds.set_rule_set)
+        self.panel.segmenter_changed.connect(self.thresholds.set_segmenter)
+        self.panel.threshold_changed.connect(self.thresholds.set_threshold)
+        self.panel.threshold_reset.connect(self.thresholds.reset)
         self.panel.heatmap_toggled.connect(self.viewer.set_heatmap_visible)
         self.panel.heatmap_opacity_changed.connect(self.viewer.set_heatmap_opacity)
         self.panel.mask_toggled.connect(self.viewer.set_mask_visible)
@@ -160,7 +161,7 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         self.service.analysed.connect(self._analysed)
         self.service.failed.connect(self._analysis_failed)
         self.service.unreadable.connect(self.list_model.set_error)
-        self.service.predicted.connect(self._predicted)
+        self.service.predicted.connect(self.models.predicted)
         model_id = session.model_id(project.model_path)
         probabilities = project.predictions(model_id) if model_id else {}
         self.setWindowTitle(f"lrpseg — {folder}")
@@ -169,13 +170,13 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
             self.viewer.set_image(None, "No images in this folder")
         if project.scan_problems:
             self.show_status(f"{len(project.scan_problems)} files skipped while scanning", 10000)
-        self._load_saved_model()
-        self._update_actions()
-        self._update_status()
+        self.models.load_saved()
+        self.update_actions()
+        self.update_status()
         return True
 
     def _close_project(self) -> None:
-        self.flush_threshold()
+        self.thresholds.flush()
         if self.service is not None:
             self.service.shutdown()
             self.service.deleteLater()
@@ -210,14 +211,24 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         cached = self.analyses.get(key) if key else None
         return cached[0] if cached else None
 
+    def explained_for(self, key: AnalysisKey):
+        """The in-memory explanation of ``key``'s image under its model, rule set and max-pool mode (from an
+        analysis with any segmenter), or ``None``: with it a segmenter switch skips LRP."""
+        for segmenter in session.segmenter_choices():
+            cached = self.analyses.peek(dataclasses.replace(key, segmenter=segmenter))
+            if cached is not None and cached[0].explained is not None:
+                return cached[0].explained
+        return None
+
     def _current_changed(self, rel: str) -> None:
         if rel != self.current:
-            self._show_current(rel)
+            self.show_current(rel)
 
-    def _show_current(self, rel: str) -> None:
-        self.flush_threshold()
+    def show_current(self, rel: str) -> None:
+        """Make ``rel`` the shown image: its pixels, its analysis (or a request for it), its info line."""
+        self.thresholds.flush()
         self.current = rel
-        self._update_info()
+        self.update_info()
         error = self.list_model.errors.get(rel)
         if error:
             self.viewer.set_image(None, "Unreadable image")
@@ -233,6 +244,12 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
             self.viewer.set_image(rgb)
         self._show_analysis_or_request(rel)
         self._look_ahead()
+
+    def refresh_current(self) -> None:
+        """Show the current image's analysis under the present choices (requesting it when not cached)."""
+        if self.current is not None and self.current not in self.list_model.errors:
+            self._show_analysis_or_request(self.current)
+            self._look_ahead()
 
     def _show_analysis_or_request(self, rel: str) -> None:
         key = self.key(rel)
@@ -270,7 +287,7 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         self.analyses.put(key, (analysis, view))
         if (self.handle is not None and key.model_id == self.handle.model_id and analysis.mode == "crop"
                 and key.rel not in self.list_model.probabilities):
-            self._predicted(key.model_id, {key.rel: analysis.probability})
+            self.models.predicted(key.model_id, {key.rel: analysis.probability})
         if key == self.key(self.current):
             self._show_analysis(key, analysis, view)
 
@@ -281,13 +298,13 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
                 self.viewer.set_image(None, "Unreadable image")
             self.panel.set_distribution(note=message)
             self.show_status(message, 10000)
-            self._update_info()
+            self.update_info()
 
     def _show_analysis(self, key: AnalysisKey, analysis, view: session.ViewData | None) -> None:
         if self.images.get(key.rel) is None:
             return  # drawn once the image itself arrives
         view = view or session.prepare_view(analysis)
-        threshold, overridden = self.threshold_for(key.rel, analysis)
+        threshold, overridden = self.thresholds.threshold_for(key.rel, analysis)
         self.viewer.set_relevance(view.heatmap)
         self.viewer.set_score(view.score_index, threshold,
                               enabled=analysis.damaged or self.show_undamaged_masks)
@@ -299,10 +316,11 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
             note = f"{note} Classified undamaged: no mask (the View menu can show it).".strip()
         self.panel.set_distribution(dist.score_edges, dist.score_counts, dist.fit_edges, dist.fit_density,
                                     dist.curves, dist.domain, note)
-        self._update_info(analysis)
+        self.update_info(analysis)
         self.analysis_shown.emit(analysis)
 
-    def _update_info(self, analysis=None) -> None:
+    def update_info(self, analysis=None) -> None:
+        """Refresh the side panel's title and info line (label, probability, size) of the current image."""
         rel = self.current
         if rel is None:
             self.panel.set_image_info("No image", "")
@@ -347,7 +365,7 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
             return
         self.list_model.set_label(rel, self.project.label(rel))
         self.list_panel.update_counts()
-        self._update_info(self.current_analysis())
+        self.update_info(self.current_analysis())
         if self.auto_advance:
             self.step(1)
 
@@ -373,12 +391,13 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         self.list_model.set_label(rel, self.project.label(rel))
         self.list_panel.update_counts()
         self.select(rel)
-        self._update_info(self.current_analysis())
+        self.update_info(self.current_analysis())
 
-    # ================================================================= jobs (see app.jobs_ui)
-    def start_training(self) -> bool:
-        """Retrain from the current labels in the background (Ctrl+T)."""
-        return self.job_controller.start_training()
+    # ================================================================= settings and view
+    def set_show_undamaged_masks(self, on: bool) -> None:
+        """Also draw masks of images the classifier calls undamaged (export still leaves them empty)."""
+        self.show_undamaged_masks = bool(on)
+        self.refresh_current()
 
     def edit_train_settings(self) -> None:
         """Edit the network and schedule of the next training (project setting ``train_config``)."""
@@ -388,34 +407,24 @@ class MainWindow(ModelMixin, ThresholdMixin, QMainWindow):
         if dialog.exec():
             self.project.set_setting("train_config", dialog.values())
 
-    def choose_export(self, selection_only: bool) -> None:
-        """Ask for a folder and export masks (Ctrl+E, Ctrl+Shift+E)."""
-        self.job_controller.choose_export(selection_only)
-
-    def export_masks(self, out_dir: Path, selection_only: bool = False, overwrite: bool = True) -> bool:
-        """Export masks to ``out_dir`` in the background, each image with its own threshold."""
-        return self.job_controller.export_masks(out_dir, selection_only, overwrite)
-
-    def cancel_job(self) -> None:
-        """Cancel training or export (Esc)."""
-        self.job_controller.cancel()
-
     # ================================================================= status
-    def _update_actions(self) -> None:
+    def update_actions(self) -> None:
+        """Enable the commands that make sense now (folder open, model loaded, no long job running)."""
         busy = self.job_controller.busy()
         has_project, has_model = self.project is not None, self.handle is not None
-        self.train_action.setEnabled(has_project and not busy)
-        self.train_action.setText("Re&train model" if has_model else "&Train model")
-        self.train_action.setIconText("Retrain" if has_model else "Train")
-        for action in (self.export_action, self.export_selection_action):
-            action.setEnabled(has_project and has_model and not busy)
-        self.cancel_action.setEnabled(busy)
-        self.open_action.setEnabled(not busy)
-        for action in (self.damaged_action, self.undamaged_action, self.clear_action, self.undo_action,
-                       self.redo_action, self.load_model_action, self.train_settings_action):
-            action.setEnabled(has_project)
+        train = self.commands["train"]
+        train.setEnabled(has_project and not busy)
+        train.setText("Re&train model" if has_model else "&Train model")
+        train.setIconText("Retrain" if has_model else "Train")
+        for name in ("export", "export_selection"):
+            self.commands[name].setEnabled(has_project and has_model and not busy)
+        self.commands["cancel"].setEnabled(busy)
+        self.commands["open"].setEnabled(not busy)
+        for name in ("damaged", "undamaged", "clear", "undo", "redo", "load_model", "train_settings"):
+            self.commands[name].setEnabled(has_project)
 
-    def _update_status(self) -> None:
+    def update_status(self) -> None:
+        """Refresh the status bar's device, model, rule-set and segmenter fields."""
         self.device_label.setText(describe_device(self.device).upper())
         self.device_label.setToolTip("Where training and LRP run (--device to change)")
         self.model_label.setText(self.handle.describe() if self.handle

@@ -164,7 +164,7 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
         else:
             window.select(window.list_model.rel_at(0))
 
-    assert window.start_training()
+    assert window.job_controller.start_training()
     wait_until(app, lambda: window.jobs.is_running("train"), 10, "training start")
     keep_lrp_busy(window)
     analysed_before = len(window.analyses)
@@ -187,7 +187,7 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
     # has crashed PySide6; the analysis cache counts what arrived)
     analysed = len(window.analyses) - analysed_before
     training_ran = window.jobs.is_running("train")
-    window.cancel_job()
+    window.job_controller.cancel()
     wait_until(app, lambda: not window.jobs.is_running("train"), 120, "training cancel")
     window.service.look_ahead([], [], None)
     wait_until(app, window.service.is_idle, 120, "service idle")
@@ -205,7 +205,7 @@ def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
     window.project.set_labels(labels_from_folders(folder))
     window.list_model.labels = window.project.labels()
     window.project.set_setting("train_config", {"width": 0.25, "input_size": 128, "epochs": 1, "batch_size": 8})
-    assert window.start_training()
+    assert window.job_controller.start_training()
     wait_until(app, lambda: window.handle is not None, 600, "first model")
     wait_until(app, window.service.is_idle, 300, "predictions")
     window.project.set_setting("train_config", {"width": 0.5, "input_size": 224, "epochs": 200, "batch_size": 8,

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                   "batch_size": 8, "patience": args.epochs, "lr_conv": 1e-3}
         window.project.set_setting("train_config", config)
         started = time.perf_counter()
-        assert window.start_training()
+        assert window.job_controller.start_training()
         wait_until(app, lambda: window.handle is not None, 1200, "training")
         print(f"trained in {time.perf_counter() - started:.1f} s: {window.handle.describe()}")
         wait_until(app, lambda: len(window.list_model.probabilities) == len(window.list_model.paths), 300,
@@ -84,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         window.grab().save(str(args.out / "main-window.png"))
 
         window.project.set_setting("train_config", {**config, "epochs": 40})
-        assert window.start_training()
+        assert window.job_controller.start_training()
         job = window.jobs.job("train")
         wait_until(app, lambda: window.progress.value() >= 60, 600, "training progress")
         for _ in range(20):
             app.processEvents()
         window.grab().save(str(args.out / "retraining.png"))
-        window.cancel_job()
+        window.job_controller.cancel()
         wait_until(app, lambda: job.isFinished(), 120, "cancel")
         window.shutdown()
         window.close()

@@ -13,9 +13,9 @@ def test_opens_demo_folder_without_model(make_window, demo_folder, qtbot):
     assert model.rowCount() == 12
     assert window.current == model.rel_at(0)
     assert window.handle is None
-    assert window.train_action.isEnabled() and window.train_action.iconText() == "Train"
+    assert window.commands["train"].isEnabled() and window.commands["train"].iconText() == "Train"
     assert "Train" in window.model_label.text()
-    assert not window.export_action.isEnabled()
+    assert not window.commands["export"].isEnabled()
     qtbot.waitUntil(lambda: window.images.get(window.current) is not None, timeout=10000)
     assert window.viewer.image_item.image.shape == (64, 64, 3)
     qtbot.waitUntil(lambda: model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is not None,
@@ -49,7 +49,7 @@ def test_label_keys_auto_advance_undo_redo(make_window, demo_folder, qtbot):
     assert window.project.label(first) is None
     assert "1 undamaged" in window.count_label.text()
 
-    window.advance_action.setChecked(False)
+    window.commands["advance"].setChecked(False)
     window.select(third)
     qtbot.keyClick(view, Qt.Key.Key_D)
     assert window.current == third and window.project.label(third) == DAMAGED
@@ -112,7 +112,7 @@ def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot, m
 def test_training_needs_both_classes(make_window, demo_folder):
     window = make_window(demo_folder)
     window.label_current(DAMAGED)
-    assert window.start_training() is False
+    assert window.job_controller.start_training() is False
     assert window.last_error is not None and "at least" in window.last_error[1]
     assert not window.jobs.running_names()
 

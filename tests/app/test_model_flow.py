@@ -15,7 +15,7 @@ def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, s
     window.list_model.labels = window.project.labels()
     window.project.set_setting("train_config", slim_settings)
     progress = []
-    assert window.start_training()
+    assert window.job_controller.start_training()
     job = window.jobs.job("train")
     job.progressed.connect(progress.append)
     assert window.progress.isVisible() and window.cancel_button.isVisible()
@@ -26,7 +26,7 @@ def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, s
     models = list((demo_folder / ".lrpseg" / "models").glob("model-*.safetensors"))
     assert len(models) == 1 and window.project.model_path == models[0]
     assert window.handle.model.width == 0.125 and window.handle.model.input_size == 64
-    assert window.train_action.iconText() == "Retrain" and window.export_action.isEnabled()
+    assert window.commands["train"].iconText() == "Retrain" and window.commands["export"].isEnabled()
     assert not window.progress.isVisible()
     # predictions for every image arrive in the background and are cached in the project
     qtbot.waitUntil(lambda: len(window.list_model.probabilities) == 12, timeout=30000)
@@ -41,14 +41,14 @@ def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoi
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     window.project.set_labels(labels_from_folders(demo_folder))
     window.project.set_setting("train_config", {**slim_settings, "epochs": 50, "patience": 100})
-    assert window.start_training()
+    assert window.job_controller.start_training()
     job = window.jobs.job("train")
     steps = []
     job.progressed.connect(steps.append)
     # (not qtbot.waitSignal on `progressed`: it disconnects while further cross-thread emissions are queued)
     qtbot.waitUntil(lambda: len(steps) > 0, timeout=30000)
     with qtbot.waitSignal(job.cancelled, timeout=30000):
-        window.cancel_job()
+        window.job_controller.cancel()
     assert window.handle.path == old and window.project.model_path == old
     assert sorted(p.name for p in old.parent.iterdir()) == [old.name]
     assert "cancelled" in window.statusBar().currentMessage()
@@ -58,7 +58,7 @@ def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_f
                                                              qtbot, wait_idle, use_checkpoint):
     use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
-    window.undamaged_masks_action.setChecked(True)  # the slim model may call everything undamaged
+    window.commands["undamaged_masks"].setChecked(True)  # the slim model may call everything undamaged
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     qtbot.waitUntil(lambda: window.current_analysis() is not None
                     and window.viewer.displayed_mask() is not None, timeout=30000)
@@ -80,20 +80,20 @@ def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_f
     expected = analysis.segmentation.score >= panel.threshold()
     assert np.mean(after != expected) < 0.01  # uint8 quantisation may flip a few border pixels
 
-    window.flush_threshold()
+    window.thresholds.flush()
     rel = window.current
-    assert window.project.threshold_override(rel, window.override_key()) == panel.threshold()
+    assert window.project.threshold_override(rel, window.thresholds.override_key()) == panel.threshold()
     window.step(1)
     wait_idle(window)
     window.select(rel)
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
     assert abs(panel.threshold() - target) < 1e-3  # remembered per image
-    window.reset_threshold()
-    assert window.project.threshold_override(rel, window.override_key()) is None
+    window.thresholds.reset()
+    assert window.project.threshold_override(rel, window.thresholds.override_key()) is None
     assert abs(panel.threshold() - analysis.threshold) < 1e-3
 
     panel.mask_style.setCurrentText("outline")
-    assert viewer.mask_style == "outline" and window.outline_action.isChecked()
+    assert viewer.mask_style == "outline" and window.commands["outline"].isChecked()
     wait_idle(window)
 
 
@@ -103,9 +103,9 @@ def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     rel = window.list_model.paths[0]
-    window.project.set_threshold_override(rel, window.override_key(), 0.0)
+    window.project.set_threshold_override(rel, window.thresholds.override_key(), 0.0)
     out = tmp_path / "export"
-    assert window.export_masks(out)
+    assert window.job_controller.export_masks(out)
     job = window.jobs.job("export")
     with qtbot.waitSignal(job.succeeded, timeout=60000) as blocker:
         pass

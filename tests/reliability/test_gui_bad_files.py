@@ -1,7 +1,7 @@
 """The GUI opens the bad-file folder: bad files are listed as unreadable, the viewer says so instead of
 crashing, and the odd but valid files are shown and explained.
 
-Uses the window's public API (``MainWindow.open_folder``, ``select``, ``install_model``, ``list_model``,
+Uses the window's public API (``MainWindow.open_folder``, ``select``, ``models.install``, ``list_model``,
 ``viewer``) from the app; the corpus is the one of test_bad_files.py.
 """
 
@@ -75,7 +75,7 @@ def test_bad_file_folder_opens_and_lists_bad_files_as_unreadable(window, corpus,
 
         model_path = tmp_path / "slim.safetensors"
         save_slim_model(model_path, input_size=32)
-        window.install_model(session.load_model(model_path, window.device))
+        window.models.install(session.load_model(model_path, window.device))
         for case in good:  # each odd file is classified, explained and segmented in the viewer
             assert window.select(case.name)
             qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
