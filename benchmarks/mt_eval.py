@@ -27,10 +27,10 @@ from lrpseg.core.metrics import (
     average_precision,
     classification_metrics,
     no_skill_precision,
-    plot_pr_curves,
     pr_curve,
     segmentation_metrics,
 )
+from lrpseg.core.pr_plot import plot_pr_curves
 from lrpseg.core.segment import segment
 from lrpseg.core.train import predict_probabilities
 

@@ -286,7 +286,7 @@ def run_segment(args) -> int:
 
 def run_evaluate(args) -> int:
     from lrpseg.core.evaluate import evaluate_folder, metrics_table
-    from lrpseg.core.metrics import plot_pr_curves
+    from lrpseg.core.pr_plot import plot_pr_curves
 
     result = evaluate_folder(args.out, args.truth, include_undamaged=args.include_undamaged)
     for problem in result.problems:

@@ -8,11 +8,11 @@ from lrpseg.core.metrics import (
     average_precision,
     classification_metrics,
     no_skill_precision,
-    plot_pr_curves,
     pr_curve,
     score_histograms,
     segmentation_metrics,
 )
+from lrpseg.core.pr_plot import plot_pr_curves
 from sklearn.metrics import (
     average_precision_score,
     balanced_accuracy_score,
