@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         print(version_line())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lrpseg.app.platform_check import xcb_problem
+
+    problem = xcb_problem()
+    if problem:  # Qt itself would abort and name the wrong library
+        print(problem, file=sys.stderr)
+        return 3
     from lrpseg.app.main_window import MainWindow
     from lrpseg.core.device import resolve_device
     from PySide6.QtWidgets import QApplication
