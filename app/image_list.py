@@ -48,6 +48,10 @@ COLUMN_TIPS = (
     "Your label (D / U / Backspace)",
     "The model's decision and its confidence max(P, 1 − P); ≠ where it disagrees with your label",
 )
+# The widest texts of the label and prediction columns: the columns are sized to show them whole.
+LABEL_TEXTS = ("Label", UNDAMAGED)
+PREDICTION_TEXTS = ("Prediction", f"≠ {UNDAMAGED} 100%", f"≠ {DAMAGED} 100%", "unreadable")
+CELL_PADDING = 16
 LABEL_COLOURS = {DAMAGED: QColor("#ff7b72"), UNDAMAGED: QColor("#7ee787"), None: QColor("#8b949e")}
 
 
@@ -329,9 +333,10 @@ class ImageListView(QTableView):
         super().setModel(model)
         header = self.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((1, 88), (2, 124)):
+        metrics = self.fontMetrics()
+        for column, texts in ((1, LABEL_TEXTS), (2, PREDICTION_TEXTS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
-            header.resizeSection(column, width)
+            header.resizeSection(column, max(map(metrics.horizontalAdvance, texts)) + CELL_PADDING)
 
     def keyboardSearch(self, search: str) -> None:  # noqa: N802 - letters are labelling keys, not a search
         return

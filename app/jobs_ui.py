@@ -28,7 +28,7 @@ class JobController(QObject):
         self.window = window
         self.jobs = JobManager(self)
         self.progress = QProgressBar()
-        self.progress.setFixedWidth(220)
+        self.progress.setFixedWidth(180)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -68,10 +68,15 @@ class JobController(QObject):
         self._started(f"Training on {len(rels)} labelled images…")
         self.jobs.start(
             "train", work, on_progress=self._train_progress, on_success=self._trained,
-            on_failure=lambda msg: self._failed("Training failed", f"{msg}\n\nThe previous model is kept."),
-            on_cancel=lambda: self._ended("Training cancelled; the previous model is kept."),
+            on_failure=lambda msg: self._failed("Training failed", f"{msg}\n\n{self._model_kept()}"),
+            on_cancel=lambda: self._ended(f"Training cancelled. {self._model_kept()}"),
         )
         return True
+
+    def _model_kept(self) -> str:
+        """What a failed or cancelled training leaves: the model in use, or none."""
+        handle = self.window.handle
+        return f"Still using {handle.model_id}." if handle is not None else "There is no model yet."
 
     def _train_progress(self, p) -> None:
         done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)

@@ -315,7 +315,7 @@ class MainWindow(QMainWindow):
         if not analysis.damaged and not self.show_undamaged_masks:
             note = f"{note} Classified undamaged: no mask (the View menu can show it).".strip()
         self.panel.set_distribution(dist.score_edges, dist.score_counts, dist.fit_edges, dist.fit_density,
-                                    dist.curves, dist.domain, note)
+                                    dist.curves, dist.domain, note, dist.note_detail)
         self.update_info(analysis)
         self.analysis_shown.emit(analysis)
 
@@ -427,9 +427,11 @@ class MainWindow(QMainWindow):
         """Refresh the status bar's device, model, rule-set and segmenter fields."""
         self.device_label.setText(describe_device(self.device).upper())
         self.device_label.setToolTip("Where training and LRP run (--device to change)")
-        self.model_label.setText(self.handle.describe() if self.handle
-                                 else "no model yet: label, then Train (Ctrl+T)")
-        self.model_label.setToolTip(str(self.handle.path) if self.handle and self.handle.path else "")
+        handle = self.handle
+        self.model_label.setText(handle.model_id if handle else "no model yet")
+        self.model_label.setToolTip(
+            f"The classifier in use: {handle.describe()}\n{handle.path or ''}".strip() if handle
+            else "Label a few damaged and undamaged images (D / U), then Train (Ctrl+T)")
         self.rule_label.setText(f"rules: {self.rule_set}")
         self.segmenter_label.setText(f"segmenter: {self.segmenter}")
 

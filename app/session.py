@@ -212,6 +212,7 @@ class Distribution:
     curves: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     domain: str = ""
     note: str = ""
+    note_detail: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -259,7 +260,9 @@ def distribution(analysis) -> Distribution:
     out = Distribution(score_edges=edges, score_counts=np.log10(1 + counts.astype(np.float64)))
     params = seg.params or {}
     if params.get("degenerate"):
-        out.note = f"No fit: {params['degenerate']}."
+        out.note = ("Nothing on this image stands out as damage, so the mask is empty." if not seg.mask.any()
+                    else "Too few different values to fit the mixture: the strongest evidence is the mask.")
+        out.note_detail = f"No fit: {params['degenerate']}."
     if seg.method == "simple" or params.get("degenerate"):
         return out
     values = domain_values(_explained_region(analysis), seg.method)
@@ -276,7 +279,8 @@ def distribution(analysis) -> Distribution:
     saturated = params.get("saturated_fraction")
     if isinstance(saturated, float) and saturated > 0 and math.isfinite(saturated):
         out.note = (out.note + " " if out.note else "") + \
-            f"{100 * saturated:.1f} % of pixels have score exactly 1 (saturated posterior, paper §4)."
+            f"{100 * saturated:.1f} % of pixels are certainly damage (score 1) at any threshold."
+        out.note_detail = "Saturated posterior: the damage component's probability rounds to 1 (paper §4)."
     return out
 
 

@@ -32,6 +32,12 @@ from PySide6.QtWidgets import (
 
 SLIDER_STEPS = 1000
 FIT_DECADES = 7
+PLOT_HEIGHT = 104  # both plots and the overlay controls fit a 1280×800 window without scrolling
+X_LABEL_OVERHANG = 14
+AXIS_WIDTH = 52  # room for the axis title beside tick labels such as "10⁴"
+FIT_TITLE = "Mixture fit"
+FIT_TIP = ("How strongly each pixel looks like damage (grey histogram), and the two groups the segmenter found "
+           "in it (coloured curves); vertical axis logarithmic")
 SYNC_INTERVAL_MS = 40
 COMPONENT_COLOURS = ("#58a6ff", "#ff7b72", "#d2a8ff", "#7ee787")
 
@@ -157,7 +163,9 @@ class SidePanel(QWidget):
         row.addWidget(self.reset_button)
         box.addWidget(self.slider)
         box.addLayout(row)
-        self.histogram = self._plot("score", "log₁₀(1 + pixels)")
+        self.histogram = self._plot("score", "pixels")
+        self.histogram.setToolTip("How many pixels have each damage score (log₁₀(1 + count)); the yellow line is "
+                                  "the threshold (drag it), the dashed line the segmenter's default")
         self.histogram.setXRange(0, 1, padding=0.02)
         self._bars = pg.PlotDataItem(
             stepMode="center", fillLevel=0, brush=(139, 148, 158, 90), pen=pg.mkPen("#8b949e", width=1)
@@ -176,20 +184,20 @@ class SidePanel(QWidget):
         self._threshold_line.setToolTip("Drag to move the threshold")
         self.histogram.addItem(self._default_line)
         self.histogram.addItem(self._threshold_line)
-        self.fit_plot = self._plot("", "density (log)")
+        self.fit_plot = self._plot("", "density")
         self.fit_plot.setLogMode(x=False, y=True)  # mixture densities span orders of magnitude
-        self.fit_plot.setToolTip("The values the mixture was fitted to, with each fitted component")
+        self.fit_plot.getAxis("left").setStyle(showValues=False)  # densities like 10⁻⁴ mean nothing to a user
+        self.fit_plot.setToolTip(FIT_TIP)
         self._fit_bars = pg.PlotDataItem(
             stepMode="center", fillLevel=0, brush=(139, 148, 158, 70), pen=pg.mkPen("#8b949e", width=1)
         )
         self.fit_plot.addItem(self._fit_bars)
-        self._legend = self.fit_plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
         # Curves are created once and only get new data per image: building plot items costs milliseconds.
         self._curves = [self.fit_plot.plot([], [], pen=pg.mkPen(colour, width=2)) for colour in COMPONENT_COLOURS]
         self._legend_names: tuple[str, ...] = ()
         for plot in (self.histogram, self.fit_plot):
             plot.disableAutoRange()
-        self.fit_title = QLabel("Mixture fit")
+        self.fit_title = QLabel(FIT_TITLE)
         self.fit_title.setObjectName("Muted")
         self.fit_title.setWordWrap(True)
         self.histogram_note = QLabel("")
@@ -291,14 +299,17 @@ class SidePanel(QWidget):
     @staticmethod
     def _plot(bottom: str, left: str) -> pg.PlotWidget:
         plot = pg.PlotWidget(background=None)
-        plot.setFixedHeight(130)
+        plot.setFixedHeight(PLOT_HEIGHT)
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(False, False)
         plot.hideButtons()
         if bottom:
             plot.setLabel("bottom", bottom)
         plot.setLabel("left", left)
-        plot.getAxis("left").setWidth(40)
+        plot.getAxis("left").setWidth(AXIS_WIDTH)
+        # the last x tick label ("1.0") overhangs the axis by half its width: leave room and allow it
+        plot.getPlotItem().layout.setContentsMargins(0, 4, X_LABEL_OVERHANG, 0)
+        plot.getAxis("bottom").setStyle(hideOverlappingLabels=X_LABEL_OVERHANG)
         return plot
 
     def set_distribution(
@@ -310,10 +321,13 @@ class SidePanel(QWidget):
         curves: Sequence[tuple[str, np.ndarray, np.ndarray]] = (),
         domain: str = "",
         note: str = "",
+        note_detail: str = "",
     ) -> None:
         """Draw the score histogram and, when given, the mixture's data with its fitted components.
 
-        ``*_edges`` have one more entry than the counts; ``curves`` are ``(name, x, y)``.
+        ``*_edges`` have one more entry than the counts; ``curves`` are ``(name, x, y)``, named in colour in
+        the title above the plot (a legend inside it hid the curves). ``domain`` (what exactly was fitted) and
+        ``note_detail`` are technical and shown as tooltips.
         """
         if score_edges is None or score_counts is None:
             self._bars.setData([], [])
@@ -331,8 +345,7 @@ class SidePanel(QWidget):
             self._fit_bars.setFillLevel(top - FIT_DECADES)
             self.fit_plot.setRange(xRange=(float(fit_edges[0]), float(fit_edges[-1])),
                                    yRange=(top - FIT_DECADES, top + 0.2), padding=0.02)
-            self.fit_title.setText(f"Mixture fit · {domain}" if domain else "Mixture fit")
-            self.fit_title.setToolTip(domain)
+            self.fit_title.setToolTip(f"{FIT_TIP}. Fitted to: {domain}" if domain else FIT_TIP)
         else:
             self._fit_bars.setData([], [])
         for i, item in enumerate(self._curves):
@@ -342,13 +355,14 @@ class SidePanel(QWidget):
                 item.setData([], [])
         names = tuple(name for name, _, _ in curves)
         if names != self._legend_names:
-            self._legend.clear()
-            for item, name in zip(self._curves, names, strict=False):
-                self._legend.addItem(item, name)
+            key = " ".join(f"<span style='color:{colour}'>━ {name}</span>"
+                           for colour, name in zip(COMPONENT_COLOURS, names, strict=False))
+            self.fit_title.setText(f"{FIT_TITLE}: {key}" if key else FIT_TITLE)
             self._legend_names = names
         self.fit_plot.setVisible(has_fit)
         self.fit_title.setVisible(has_fit)
         self.histogram_note.setText(display_text(note))
+        self.histogram_note.setToolTip(display_text(note_detail))
         self.histogram_note.setVisible(bool(note))
 
     # ----------------------------------------------------------------- choices

@@ -130,6 +130,7 @@ class ImageViewer(pg.GraphicsView):
             self.image_item.clear()
             self._shape = None
             self.show_message(message or "No image")
+            self.fit()  # centres the message; the last image's range would put it in a corner
             return
         self.image_item.setImage(rgb, autoLevels=False, levels=None)
         new_shape = rgb.shape[:2]

@@ -52,6 +52,18 @@ def test_cancel_training_keeps_old_model(make_window, demo_folder, slim_checkpoi
     assert window.handle.path == old and window.project.model_path == old
     assert sorted(p.name for p in old.parent.iterdir()) == [old.name]
     assert "cancelled" in window.statusBar().currentMessage()
+    assert f"Still using {old.stem}." in window.statusBar().currentMessage()
+
+
+def test_cancelling_the_first_training_says_there_is_no_model(make_window, demo_folder, qtbot, slim_settings):
+    window = make_window(demo_folder)
+    window.project.set_labels(labels_from_folders(demo_folder))
+    window.project.set_setting("train_config", {**slim_settings, "epochs": 50, "patience": 100})
+    assert window.job_controller.start_training()
+    with qtbot.waitSignal(window.jobs.job("train").cancelled, timeout=30000):
+        window.job_controller.cancel()
+    message = window.statusBar().currentMessage()
+    assert message == "Training cancelled. There is no model yet." and "previous model" not in message
 
 
 def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_folder, slim_checkpoint,
@@ -140,6 +152,7 @@ def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder,
     params = window.current_analysis().segmentation.params
     if not params.get("degenerate"):
         assert panel.fit_plot.isVisibleTo(window) and panel._legend_names == ("background", "damage")
+        assert "━ background" in panel.fit_title.text() and "━ damage" in panel.fit_title.text()
     panel.segmenter.setCurrentText("simple")
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
     assert window.current_analysis().segmentation.method == "simple"
