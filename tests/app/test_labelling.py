@@ -14,7 +14,7 @@ def test_opens_demo_folder_without_model(make_window, demo_folder, qtbot):
     assert window.current == model.rel_at(0)
     assert window.handle is None
     assert window.commands["train"].isEnabled() and window.commands["train"].iconText() == "Train"
-    assert "Train" in window.model_label.text()
+    assert window.model_label.text() == "no model yet" and "Train" in window.model_label.toolTip()
     assert not window.commands["export"].isEnabled()
     qtbot.waitUntil(lambda: window.images.get(window.current) is not None, timeout=10000)
     assert window.viewer.image_item.image.shape == (64, 64, 3)
