@@ -5,13 +5,13 @@ in the list, so stepping through a folder is instant once warm), then background
 GUI keeps the results in byte-bounded LRU caches (:class:`ByteLRU`); the service never touches Qt widgets.
 
 LRP runs once per image, model and rule set. An analysis keeps its explanation
-(:class:`core.pipeline.ExplainedImage`), so another segmenter only re-segments it
-(:func:`core.pipeline.segment_explained`); and the service writes each explanation's relevance map and
-probability to the project's cache (:meth:`core.project.Project.store_relevance`), so an image shown again after
-a restart is segmented from the stored map without LRP.
+(:class:`lrpseg.core.pipeline.ExplainedImage`), so another segmenter only re-segments it
+(:func:`lrpseg.core.pipeline.segment_explained`); and explanations go through the project's relevance cache
+(:func:`lrpseg.core.relevance_cache.explain_cached`), so an image shown again after a restart, or exported, is
+segmented from the stored map without LRP.
 
 Two threads may use one model (this service and an export job): LRP registers hooks on the model's modules, so
-every use holds the model's lock (:class:`ModelHandle`).
+every use holds the model's lock (:class:`lrpseg.core.model_registry.LoadedModel`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lrpseg.app.thumbnails import display_rgb8
 from lrpseg.app.workers import lower_thread_priority, track
 from lrpseg.core.images import ImageReadError, read_image
-from lrpseg.core.pipeline import Analysis, ExplainedImage, choose_mode, explain_image, predict, segment_explained
+from lrpseg.core.model_registry import LoadedModel
+from lrpseg.core.pipeline import Analysis, ExplainedImage, predict, segment_explained
+from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
 from PySide6.QtCore import QObject, QThread, Signal
 
 log = logging.getLogger(__name__)
@@ -53,21 +54,8 @@ class AnalysisKey:
     maxpool: str = "wta"
 
 
-@dataclass(eq=False)
-class ModelHandle:
-    """A loaded classifier, its identity and the lock every user of the model holds."""
-
-    model: Any
-    model_id: str
-    path: Path | None
-    device: torch.device
-    metadata: dict = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def describe(self) -> str:
-        """e.g. ``model-20250101-120000 (128n, width 0.125, 64 px)``."""
-        model = self.model
-        return f"{self.model_id} · {model.head} · width {model.width:g} · {model.input_size} px"
+ModelHandle = LoadedModel
+"""The GUI's name for a loaded model (:class:`lrpseg.core.model_registry.LoadedModel`)."""
 
 
 def nbytes(value: Any) -> int:
@@ -83,64 +71,6 @@ def nbytes(value: Any) -> int:
             arrays.append(value.explained.relevance)
         return sum(a.nbytes for a in arrays)
     return 1024
-
-
-def relevance_cache_key(rule_set: str, maxpool: str, mode: str) -> str:
-    """The ``rule_set`` key under which the project caches a relevance map, e.g. ``"ours|wta|crop"``.
-
-    :meth:`core.project.Project.store_relevance` keys maps by image, model and one string; the max-pool mode
-    and the resolved coverage mode change the map too, so they are part of that string.
-    """
-    return f"{rule_set}|{maxpool}|{mode}"
-
-
-def model_grid_shape(image_shape: tuple[int, ...], input_size: int, mode: str) -> tuple[int, int]:
-    """Shape of the relevance map :func:`core.pipeline.explain_image` makes for an image (the segmenter's grid):
-    the S×S crop, or the whole image upscaled so its short side is at least S."""
-    if mode == "crop":
-        return input_size, input_size
-    height, width = image_shape[:2]
-    scale = max(1.0, input_size / min(height, width))
-    return round(height * scale), round(width * scale)
-
-
-class RelevanceStore:
-    """Reads and writes explanations in a project's relevance cache (from the service's worker thread).
-
-    Each explanation is two entries: the relevance map (float32, model grid) under
-    :func:`relevance_cache_key` and its probability (one float64) under the same key plus ``"|probability"``.
-    An entry that is missing, of the wrong shape, or stale (the project drops maps of changed files) counts as
-    absent. Failures to write (locked or closed project, full disk) are logged and otherwise ignored: the
-    cache only saves time.
-    """
-
-    def __init__(self, project: Any) -> None:
-        self.project = project
-
-    def load(self, rel: str, model_id: str, key: str, shape: tuple[int, int]) -> tuple[np.ndarray, float] | None:
-        """``(relevance, probability)`` stored for ``rel``, or ``None``."""
-        try:
-            relevance = self.project.load_relevance(rel, model_id, key)
-            probability = self.project.load_relevance(rel, model_id, f"{key}|probability")
-        except Exception as error:  # a cache that cannot be read is a cache miss
-            log.warning("relevance cache of %s unreadable: %s", rel, error)
-            return None
-        if relevance is None or probability is None or probability.size != 1:
-            return None
-        if relevance.shape != tuple(shape) or relevance.dtype != np.float32:
-            return None
-        return relevance, float(probability.reshape(-1)[0])
-
-    def store(self, rel: str, model_id: str, key: str, explained: ExplainedImage) -> bool:
-        """Store ``explained``'s relevance and probability; return whether it worked."""
-        try:
-            self.project.store_relevance(rel, model_id, f"{key}|probability",
-                                         np.array([explained.probability], dtype=np.float64))
-            self.project.store_relevance(rel, model_id, key, explained.relevance.astype(np.float32, copy=False))
-        except Exception as error:
-            log.warning("relevance of %s not cached: %s", rel, error)
-            return False
-        return True
 
 
 class ByteLRU:
@@ -248,7 +178,7 @@ class AnalysisService(QObject):
         super().__init__(parent)
         self.root = Path(root)
         self._postprocess = postprocess
-        self._store = RelevanceStore(cache) if cache is not None else None
+        self._cache = RelevanceCache(cache) if cache is not None else None
         self._tasks: list[_Task] = []
         self._condition = threading.Condition()
         self._seq = itertools.count()
@@ -375,17 +305,7 @@ class AnalysisService(QObject):
     def _explain(self, key: AnalysisKey, handle: ModelHandle) -> ExplainedImage:
         """The image's explanation: from the project's cache when stored there, else by LRP (then stored)."""
         image = read_image(self.root / key.rel)
-        mode = choose_mode(image.shape, handle.model.input_size)
-        cache_key = relevance_cache_key(key.rule_set, key.maxpool, mode)
-        cached = None
-        if self._store is not None:
-            shape = model_grid_shape(image.shape, handle.model.input_size, mode)
-            cached = self._store.load(key.rel, handle.model_id, cache_key, shape)
-        with handle.lock:
-            explained = explain_image(handle.model, image, key.rule_set, key.maxpool, mode, cached=cached)
-        if cached is None and self._store is not None:
-            self._store.store(key.rel, handle.model_id, cache_key, explained)
-        return explained
+        return explain_cached(handle, image, key.rel, key.rule_set, key.maxpool, self._cache)
 
     def _predict(self, task: _Task) -> None:
         images, rels = [], []

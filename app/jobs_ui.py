@@ -91,7 +91,7 @@ class JobController(QObject):
         self.window.models.install(handle, remember=True)
         bacc = handle.metadata.get("training", {}).get("val_balanced_accuracy")
         extra = f", validation balanced accuracy {bacc:.2f}" if isinstance(bacc, float) else ""
-        self._ended(f"Trained {handle.model_id}{extra}.")
+        self._ended(f"Trained {handle.name}{extra}.")
 
     # ----------------------------------------------------------------- export
     def choose_export(self, selection_only: bool) -> None:
@@ -114,12 +114,10 @@ class JobController(QObject):
         if not rels:
             w.error("Nothing to export", "Select the images to export first.")
             return False
-        overrides = w.project.threshold_overrides(w.thresholds.override_key())
         cached = {k.rel: a for k, (a, _) in w.analyses.items() if k == w.key(k.rel)}
         plan = session.ExportPlan(
-            root=w.root, rels=rels, out_dir=Path(out_dir), handle=w.handle, rule_set=w.rule_set,
-            segmenter=w.segmenter, thresholds={r: overrides[r] for r in rels if r in overrides},
-            cached=cached, overwrite=overwrite,
+            project=w.project, rels=rels, out_dir=Path(out_dir), handle=w.handle, rule_set=w.rule_set,
+            segmenter=w.segmenter, cached=cached, overwrite=overwrite,
         )
         self._started(f"Exporting {len(rels)} masks…")
         self.jobs.start(

@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self.service.failed.connect(self._analysis_failed)
         self.service.unreadable.connect(self.list_model.set_error)
         self.service.predicted.connect(self.models.predicted)
-        model_id = session.model_id(project.model_path)
+        model_id = session.known_model_id(project.model_path)
         probabilities = project.predictions(model_id) if model_id else {}
         self.setWindowTitle(f"lrpseg — {folder}")
         self.list_panel.set_images(folder, project.images(), project.labels(), probabilities)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,65 +17,44 @@ import torch
 from lrpseg.app.analysis import ModelHandle
 from lrpseg.app.viewer import relevance_to_uint8, score_to_index
 from lrpseg.core.cancel import CancelToken
-from lrpseg.core.checkpoint import load_checkpoint
-from lrpseg.core.export import Exporter, file_sha256
-from lrpseg.core.images import ImageReadError, read_image
+from lrpseg.core.export_run import ExportOptions, export_workflow, start_export
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
-from lrpseg.core.lrp import RULE_SETS
-from lrpseg.core.pipeline import analyse
-from lrpseg.core.segment import SEGMENTERS, component_densities, domain_values
+from lrpseg.core.model_registry import ModelRegistry, model_id
+from lrpseg.core.segment import component_densities, domain_values
 from lrpseg.core.train import TrainConfig, train_to_checkpoint
+from lrpseg.core.workflow import (  # noqa: F401  (the window reads the defaults and choices from here)
+    DEFAULT_RULE_SET,
+    DEFAULT_SEGMENTER,
+    MODELS_DIR,
+    Workflow,
+    adopt_unkeyed_thresholds,
+    rule_set_choices,
+    segmenter_choices,
+    setting,
+    threshold_key,
+)
 
-DEFAULT_RULE_SET = "ours"
-DEFAULT_SEGMENTER = "bmm"
-MODELS_DIR = Path(".lrpseg") / "models"
 MIN_PER_CLASS = 2
 HISTOGRAM_BINS = 64
-
-
-# --------------------------------------------------------------------------------------------- choices
-def rule_set_choices() -> list[str]:
-    """Rule-set names from :data:`core.lrp.RULE_SETS`, the paper's two first."""
-    names = list(RULE_SETS)
-    first = [n for n in ("ours", "montavon") if n in names]
-    return first + [n for n in names if n not in first]
-
-
-def segmenter_choices() -> list[str]:
-    """Segmenter names from :data:`core.segment.SEGMENTERS` in the paper's order."""
-    names = list(SEGMENTERS)
-    first = [n for n in ("simple", "gmm", "bmm") if n in names]
-    return first + [n for n in names if n not in first]
-
-
-def setting(project, key: str, default: str, choices: Sequence[str]) -> str:
-    """A stored choice, or ``default`` when missing or no longer offered."""
-    value = project.get_setting(key, default)
-    return value if value in choices else default
-
-
-def override_key(rule_set: str, segmenter: str) -> str:
-    """Key of per-image threshold overrides, e.g. ``"ours/bmm"``: a threshold belongs to a score map."""
-    return f"{rule_set}/{segmenter}"
+#: The models of this GUI session by content hash (a model loaded twice is one model in memory).
+MODELS = ModelRegistry()
 
 
 # --------------------------------------------------------------------------------------------- models
-def model_path(project, root: Path) -> Path | None:
-    """The project's model file (setting ``model_path``, relative to the folder when inside it)."""
-    return project.model_path if project is not None else None
-
-
-def model_id(path: Path | None) -> str | None:
-    """A model's identity in the prediction cache: its file name without suffix."""
-    return None if path is None else Path(path).stem
+def known_model_id(path: Path | None) -> str | None:
+    """The identity of the model file at ``path`` (:func:`lrpseg.core.model_registry.model_id`), or None when
+    there is no such file."""
+    if path is None:
+        return None
+    try:
+        return model_id(path)
+    except OSError:
+        return None
 
 
 def load_model(path: Path, device: torch.device) -> ModelHandle:
-    """Load a checkpoint onto ``device`` (raises :class:`core.checkpoint.CheckpointError`)."""
-    model, metadata = load_checkpoint(path, map_location=device)
-    return ModelHandle(
-        model=model, model_id=model_id(path), path=Path(path), device=device, metadata=metadata
-    )
+    """Load a checkpoint onto ``device`` (raises :class:`lrpseg.core.checkpoint.CheckpointError`)."""
+    return MODELS.load(path, device)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -114,80 +93,38 @@ def train(
     out.parent.mkdir(parents=True, exist_ok=True)
     result = train_to_checkpoint(paths, labels, config, out, progress, cancel)
     model = result.model.to(device).eval()
-    metadata = {"training": result.summary, **model.config()}
-    return ModelHandle(model=model, model_id=model_id(out), path=out, device=device, metadata=metadata)
+    return MODELS.add(model, out, device, {"training": result.summary, **model.config()})
 
 
 # --------------------------------------------------------------------------------------------- export
 @dataclass
 class ExportPlan:
-    """Everything an export job needs, fixed when it starts (the GUI may change its state meanwhile)."""
+    """Everything an export job needs, fixed when it starts (the GUI may change its state meanwhile).
 
-    root: Path
+    :meth:`run` is :func:`lrpseg.core.export_run.export_workflow`, the export ``lrpseg segment --project`` runs.
+    """
+
+    project: Any
     rels: list[str]
     out_dir: Path
     handle: ModelHandle
     rule_set: str
     segmenter: str
-    thresholds: dict[str, float] = field(default_factory=dict)
     cached: dict[str, Any] = field(default_factory=dict)
-    overwrite: bool = True
-    maxpool: str = "wta"
-
-    def provenance(self) -> dict:
-        """Facts stored in ``provenance.json``."""
-        path = self.handle.path
-        return {
-            "source_folder": str(self.root),
-            "model": str(path) if path else self.handle.model_id,
-            "model_sha256": file_sha256(path) if path and path.exists() else None,
-            "model_config": self.handle.model.config(),
-            "rule_set": self.rule_set,
-            "segmenter": self.segmenter,
-            "maxpool": self.maxpool,
-            "threshold_overrides": dict(self.thresholds),
-            "tool": "lrpseg-gui",
-        }
+    overwrite: bool = False
 
     def run(self, progress: Callable[[Any], None], cancel: CancelToken) -> dict:
-        """Analyse (or reuse cached analyses of) every image and write its mask; return the summary.
+        """Analyse (or reuse the viewer's and the project cache's analyses of) every image and write its mask.
 
         Each image uses its own threshold (override, else the segmenter's default). Unreadable images are
         recorded in the report instead of stopping the export.
         """
-        exporter = Exporter(self.out_dir, provenance=self.provenance(), overwrite=self.overwrite)
-        total = len(self.rels)
-        for done, rel in enumerate(self.rels, start=1):
-            cancel.raise_if_cancelled()
-            path = self.root / rel
-            analysis = self.cached.get(rel)
-            if analysis is None:
-                try:
-                    image = read_image(path)
-                except ImageReadError as error:
-                    exporter.add(path, error=str(error))
-                    progress((done, total, rel))
-                    continue
-                with self.handle.lock:
-                    analysis = analyse(
-                        self.handle.model,
-                        image,
-                        rule_set=self.rule_set,
-                        segmenter=self.segmenter,
-                        maxpool=self.maxpool,
-                    )
-            threshold = self.thresholds.get(rel, analysis.threshold)
-            exporter.add(
-                path,
-                mask=analysis.mask_at(threshold),
-                score=analysis.segmentation.score,
-                probability=analysis.probability,
-                threshold=threshold,
-            )
-            progress((done, total, rel))
-        summary = exporter.finish()
-        summary["out_dir"] = str(self.out_dir)
-        return summary
+        workflow = Workflow(self.project, self.handle, rule_set=self.rule_set, segmenter=self.segmenter)
+        export = start_export(workflow, self.out_dir, ExportOptions(overwrite=self.overwrite), tool="lrpseg-gui")
+        return export_workflow(
+            workflow, self.rels, export, known=self.cached,
+            progress=lambda done, total, rel: progress((done, total, rel)), cancel=cancel,
+        )
 
 
 def describe_export(summary: dict, out_dir: Path) -> str:
@@ -282,8 +219,3 @@ def distribution(analysis) -> Distribution:
             f"{100 * saturated:.1f} % of pixels are certainly damage (score 1) at any threshold."
         out.note_detail = "Saturated posterior: the damage component's probability rounds to 1 (paper §4)."
     return out
-
-
-def config_dict(config: TrainConfig) -> dict:
-    """A TrainConfig as a plain dict (for the ``train_config`` setting)."""
-    return asdict(config)

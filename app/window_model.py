@@ -68,6 +68,8 @@ class ModelController(QObject):
             return
         if remember and handle.path is not None:
             w.project.model_path = handle.path
+        if not remember and handle.path is not None and w.project.model_path == handle.path:
+            session.adopt_unkeyed_thresholds(w.project, handle.model_id)  # the project's own model
         if w.service is not None:
             w.service.cancel_model()
         w.handle = handle

@@ -50,23 +50,28 @@ class ThresholdController(QObject):
         w.update_status()
         w.refresh_current()
 
-    def override_key(self) -> str:
-        """Key of per-image thresholds: a threshold belongs to a rule set and a segmenter."""
-        return session.override_key(self.window.rule_set, self.window.segmenter)
+    def override_key(self) -> str | None:
+        """Key of per-image thresholds: a threshold belongs to a model, a rule set and a segmenter (None
+        without a model)."""
+        w = self.window
+        if w.handle is None:
+            return None
+        return session.threshold_key(w.handle.model_id, w.rule_set, w.segmenter)
 
     def threshold_for(self, rel: str, analysis) -> tuple[float, bool]:
         """The threshold in use for ``rel`` and whether it is a per-image override."""
         if self._pending and self._pending[:2] == (rel, self.override_key()):
             return self._pending[2], True
         project = self.window.project
-        value = project.threshold_override(rel, self.override_key()) if project else None
+        key = self.override_key()
+        value = project.threshold_override(rel, key) if project and key else None
         return (float(analysis.threshold), False) if value is None else (float(value), True)
 
     def set_threshold(self, value: float) -> None:
         """Move the current image's mask threshold: the overlay now, the project shortly after."""
         w = self.window
         w.viewer.set_threshold(value)
-        if w.current is not None:
+        if w.current is not None and self.override_key() is not None:
             self._pending = (w.current, self.override_key(), float(value))
             self._timer.start()
 
@@ -96,7 +101,7 @@ class ThresholdController(QObject):
     def reset(self) -> None:
         """Forget the current image's threshold and use the segmenter's default (R)."""
         w = self.window
-        if w.current is None or w.project is None:
+        if w.current is None or w.project is None or self.override_key() is None:
             return
         self._timer.stop()
         self._pending = None

@@ -15,13 +15,15 @@ from lrpseg.core import __version__
 from lrpseg.core.cancel import Cancelled
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
 from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
-from lrpseg.core.export import Exporter, file_sha256
+from lrpseg.core.export_run import ExportOptions, MaskExport, export_workflow, model_provenance, start_export
 from lrpseg.core.images import ImageReadError, scan_folder
 from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.models import HEADS
+from lrpseg.core.pipeline import Outcome
 from lrpseg.core.project import ProjectError
 from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.workflow import DEFAULT_RULE_SET, DEFAULT_SEGMENTER, WorkflowError
 from tqdm import tqdm
 
 ARCHS = {"vgg-a": 1.0, "slim": 0.25}
@@ -106,12 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_device(train)
 
-    seg = sub.add_parser("segment", help="classify, explain and segment every image of a folder")
-    seg.add_argument("images", type=Path, help="image folder (searched recursively) or one image")
-    seg.add_argument("--model", type=Path, required=True, help="checkpoint written by lrpseg train")
+    seg = sub.add_parser(
+        "segment",
+        help="classify, explain and segment every image of a folder",
+        description="Either a folder (or one image) with --model, or --project FOLDER: the project's model, "
+        "rule set, segmenter and per-image thresholds, exactly what the app exports for that folder.",
+    )
+    seg.add_argument("images", type=Path, nargs="?", help="image folder (searched recursively) or one image")
+    seg.add_argument(
+        "--project",
+        type=Path,
+        metavar="FOLDER",
+        help="export an lrpseg project as the app does (its model unless --model, settings, thresholds, cache)",
+    )
+    seg.add_argument("--model", type=Path, help="checkpoint written by lrpseg train (required without --project)")
     seg.add_argument("--out", type=Path, required=True, help="export folder for masks and reports")
-    seg.add_argument("--rules", choices=list(RULE_SETS), default="ours", help="LRP rule set (default ours)")
-    seg.add_argument("--segmenter", choices=list(SEGMENTERS), default="bmm", help="default bmm")
+    seg.add_argument(
+        "--rules", choices=list(RULE_SETS), help="LRP rule set (default: the project's, else ours)"
+    )
+    seg.add_argument("--segmenter", choices=list(SEGMENTERS), help="default: the project's, else bmm")
     seg.add_argument(
         "--maxpool",
         choices=("wta", "avg"),
@@ -124,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="crop = the paper's centre crop; tile = cover big images with windows",
     )
-    seg.add_argument("--threshold", type=float, help="score threshold instead of the segmenter's default")
+    seg.add_argument(
+        "--threshold", type=float, help="one score threshold for every image instead of the per-image ones"
+    )
     seg.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
     seg.add_argument("--no-scores", action="store_true", help="do not write score maps")
     seg.add_argument("--coco", action="store_true", help="also write COCO JSON with RLE masks")
@@ -232,51 +249,75 @@ def run_train(args) -> int:
     return 0
 
 
-def run_segment(args) -> int:
+def _export_options(args) -> ExportOptions:
+    return ExportOptions(
+        overwrite=args.overwrite, write_scores=not args.no_scores, write_coco=args.coco, threshold=args.threshold
+    )
+
+
+def _segment_project(args, device) -> MaskExport:
+    """``segment --project``: the app's export of the folder (:func:`core.export_run.export_workflow`)."""
+    from lrpseg.core.project import Project
+    from lrpseg.core.workflow import Workflow
+
+    with Project.open(args.project) as project:
+        workflow = Workflow.from_project(
+            project, device, model_path=args.model, rule_set=args.rules, segmenter=args.segmenter,
+            maxpool=args.maxpool, mode=args.mode,
+        )
+        for path, reason in project.scan_problems:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        rels = project.images()
+        export = start_export(workflow, args.out, _export_options(args), tool="lrpseg segment")
+        with tqdm(total=len(rels), unit="image", desc="segmenting", file=sys.stderr) as bar:
+            export_workflow(workflow, rels, export, progress=lambda *_: bar.update(1))
+    return export
+
+
+def _segment_folder(args, device) -> MaskExport:
+    """``segment IMAGES --model M``: every image of a folder, no project."""
     from lrpseg.core.pipeline import segment_folder
 
+    if args.images is None or args.model is None:
+        raise CommandError("segment needs an image folder and --model, or --project FOLDER")
     model, meta = load_checkpoint(args.model)
-    device = resolve_device(args.device)
     paths, problems = _scan(args.images)
-    exporter = Exporter(
-        args.out,
-        overwrite=args.overwrite,
-        write_scores=not args.no_scores,
-        write_coco=args.coco,
-        provenance={
-            "model": str(args.model),
-            "model_sha256": file_sha256(args.model),
-            "model_config": {k: meta.get(k) for k in ("head", "width", "input_size")},
-            "rule_set": args.rules,
-            "segmenter": args.segmenter,
-            "maxpool": args.maxpool,
-            "mode": args.mode,
-            "threshold": args.threshold or "segmenter default",
-            "device": describe_device(device),
-        },
-    )
+    rule_set, segmenter = args.rules or DEFAULT_RULE_SET, args.segmenter or DEFAULT_SEGMENTER
+    provenance = {
+        **model_provenance(args.model),
+        "model_config": {k: meta.get(k) for k in ("head", "width", "input_size")},
+        "rule_set": rule_set,
+        "segmenter": segmenter,
+        "maxpool": args.maxpool,
+        "mode": args.mode,
+        "device": describe_device(device),
+        "tool": "lrpseg segment",
+    }
+    root = args.images if args.images.is_dir() else args.images.parent
+    export = MaskExport(args.out, provenance, _export_options(args), root=root)
     for path, reason in problems:
-        exporter.add(path, error=f"{path}: {reason}")
+        export.export_one(Outcome(path, error=f"{path}: {reason}"))
     outcomes = segment_folder(
-        paths,
-        model,
-        rule_set=args.rules,
-        segmenter=args.segmenter,
-        maxpool=args.maxpool,
-        mode=args.mode,
-        device=device,
+        paths, model, rule_set=rule_set, segmenter=segmenter, maxpool=args.maxpool, mode=args.mode, device=device
     )
     for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
-        if outcome.analysis is None:
-            exporter.add(outcome.path, error=outcome.error)
-            continue
-        a = outcome.analysis
-        threshold = a.threshold if args.threshold is None else args.threshold
-        exporter.add(outcome.path, a.mask_at(threshold), a.segmentation.score, a.probability, threshold)
-    summary = exporter.finish()
-    for record in exporter.records:
+        export.export_one(outcome)
+    export.finish()
+    return export
+
+
+def run_segment(args) -> int:
+    device = resolve_device(args.device)
+    if args.project is not None:
+        if args.images is not None:
+            raise CommandError("give either an image folder or --project, not both")
+        export = _segment_project(args, device)
+    else:
+        export = _segment_folder(args, device)
+    for record in export.records:
         if record.error:
             print(f"error: {record.error}", file=sys.stderr)
+    summary = export.summary
     print(
         f"{summary['images']} images: {summary['masks_written']} masks written, {summary['errors']} failed, "
         f"{summary['kept_existing']} with existing files kept -> {args.out}"
@@ -354,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (CommandError, CheckpointError, ImageReadError, ProjectError, ValueError, OSError) as error:
+    except (CommandError, WorkflowError, CheckpointError, ImageReadError, ProjectError, ValueError, OSError) as error:
         print(f"lrpseg {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Cancelled:

@@ -209,6 +209,10 @@ class Project:
                     "INSERT OR REPLACE INTO threshold_overrides VALUES (?, ?, ?)", (stored, key, float(value))
                 )
 
+    def threshold_keys(self) -> list[str]:
+        """The keys that have overrides stored, sorted."""
+        return [key for (key,) in self.store.query("SELECT DISTINCT key FROM threshold_overrides ORDER BY key")]
+
     def threshold_overrides(self, key: str) -> dict[str, float]:
         """All overrides for ``key``: image -> threshold."""
         rows = self.store.query("SELECT rel, value FROM threshold_overrides WHERE key=? ORDER BY rel", (key,))

@@ -111,3 +111,18 @@ def wait_idle(qtbot):
         qtbot.wait(30)
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def damaged_checkpoint(slim_checkpoint, tmp_path_factory) -> Path:
+    """The slim model with its damaged logit raised by 20: it calls every image damaged, so every export has
+    masks to compare (a one-epoch model may call every image undamaged, which would leave all masks empty)."""
+    import torch
+    from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
+
+    model, metadata = load_checkpoint(slim_checkpoint)
+    with torch.no_grad():
+        model.classifier.fc3.bias[1] += 20.0
+    out = tmp_path_factory.mktemp("damaged") / "model-damaged.safetensors"
+    save_checkpoint(out, model, metadata.get("training"))
+    return out

@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-from lrpseg.app.analysis import RelevanceStore, model_grid_shape, relevance_cache_key
 from lrpseg.core import pipeline
+from lrpseg.core.relevance_cache import RelevanceCache, model_grid_shape, relevance_cache_key
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_reopened_window_uses_cached_relevance(make_window, demo_folder, slim_ch
     wait_idle(window)
     model_id, input_size = window.handle.model_id, window.handle.model.input_size
     key = relevance_cache_key("ours", "wta", first.mode)
-    stored = RelevanceStore(window.project).load(rel, model_id, key, (input_size, input_size))
+    stored = RelevanceCache(window.project).load(rel, model_id, key, (input_size, input_size))
     assert stored is not None  # written by the worker thread
     np.testing.assert_array_equal(stored[0], first.explained.relevance)
     assert stored[0].dtype == np.float32 and stored[1] == first.probability
@@ -107,7 +107,7 @@ def test_relevance_store_ignores_stale_or_misshapen_entries(demo_folder, slim_ch
         rel = project.images()[0]
         image = read_image(demo_folder / rel)
         explained = pipeline.explain_image(model, image, "ours", "wta", "crop")
-        store = RelevanceStore(project)
+        store = RelevanceCache(project)
         key = relevance_cache_key("ours", "wta", "crop")
         shape = model_grid_shape(image.shape, model.input_size, "crop")
         assert shape == explained.relevance.shape

@@ -147,7 +147,7 @@ def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder,
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
     assert window.current_analysis().segmentation.method == "bmm"
-    assert "bmm" in window.segmenter_label.text() and window.handle.model_id in window.model_label.text()
+    assert "bmm" in window.segmenter_label.text() and window.handle.name in window.model_label.text()
     panel = window.panel
     params = window.current_analysis().segmentation.params
     if not params.get("degenerate"):

@@ -1,0 +1,199 @@
+"""The one export: masks, score maps and reports from analysed images, for the GUI and every CLI engine.
+
+:class:`MaskExport` takes one :class:`~lrpseg.core.pipeline.Outcome` at a time (:meth:`MaskExport.export_one`)
+and writes the report and provenance at :meth:`MaskExport.finish`, so any engine that analyses images (one by
+one, in batches, or on a cluster) feeds the same writer. :func:`export_workflow` is the whole export of a
+project (with :func:`start_export`): what the GUI's Export command and ``lrpseg segment --project`` both run.
+
+Thresholds: an explicit ``ExportOptions.threshold`` applies to every image; otherwise an image uses its
+per-image override (:class:`~lrpseg.core.workflow.ThresholdPolicy`), else its segmenter's default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrpseg.core.cancel import CancelToken
+from lrpseg.core.export import ExportedImage, Exporter, file_sha256
+from lrpseg.core.pipeline import Analysis, Outcome
+from lrpseg.core.workflow import Workflow
+
+__all__ = ["ExportOptions", "MaskExport", "export_workflow", "model_provenance", "start_export"]
+
+
+@dataclass
+class ExportOptions:
+    """What to write, and how.
+
+    Attributes
+    ----------
+    overwrite : bool
+        Replace existing files (default: keep them and list them in the report).
+    write_scores, write_coco : bool
+        Also write score maps / a COCO JSON.
+    threshold : float or None
+        One score threshold for every image instead of the per-image thresholds.
+    """
+
+    overwrite: bool = False
+    write_scores: bool = True
+    write_coco: bool = False
+    threshold: float | None = None
+
+
+def model_provenance(path: Path | None, model_id: str | None = None) -> dict:
+    """``model`` and ``model_sha256`` of a provenance record."""
+    exists = path is not None and Path(path).is_file()
+    return {
+        "model": str(path) if path is not None else model_id,
+        "model_sha256": file_sha256(Path(path)) if exists else None,
+    }
+
+
+class MaskExport:
+    """Writes one export folder from analysed images.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Created if missing.
+    provenance : dict
+        Facts about the run for ``provenance.json`` (model, rule set, segmenter, ...).
+    options : ExportOptions
+        Overwriting, extra files, one threshold for all.
+    thresholds : mapping of str to float
+        Per-image overrides, by image path relative to ``root``.
+    root : path-like, optional
+        The image folder (relative paths are taken from it).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        provenance: dict,
+        options: ExportOptions | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.options = options or ExportOptions()
+        self.root = None if root is None else Path(root)
+        self.thresholds = dict(thresholds or {})
+        overrides = {} if self.options.threshold is not None else self.thresholds
+        record = {
+            **provenance,
+            "threshold": "segmenter default" if self.options.threshold is None else self.options.threshold,
+            "threshold_overrides": overrides,
+        }
+        self.summary: dict | None = None
+        self.exporter = Exporter(
+            Path(out_dir),
+            provenance=record,
+            overwrite=self.options.overwrite,
+            write_scores=self.options.write_scores,
+            write_coco=self.options.write_coco,
+        )
+
+    @property
+    def out_dir(self) -> Path:
+        """The export folder."""
+        return self.exporter.out_dir
+
+    @property
+    def records(self) -> list[ExportedImage]:
+        """What was done per image so far."""
+        return self.exporter.records
+
+    def _rel(self, path: Path) -> str | None:
+        if self.root is None:
+            return None
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    def threshold_for(self, path: Path, analysis: Analysis) -> float:
+        """The threshold the mask of ``path`` is cut at."""
+        if self.options.threshold is not None:
+            return float(self.options.threshold)
+        rel = self._rel(Path(path))
+        value = self.thresholds.get(rel) if rel is not None else None
+        return float(analysis.threshold) if value is None else float(value)
+
+    def export_one(self, outcome: Outcome) -> ExportedImage:
+        """Write one image's mask (and score map), or record its error; the export goes on either way."""
+        path = Path(outcome.path)
+        analysis = outcome.analysis
+        if analysis is None:
+            return self.exporter.add(path, error=outcome.error or f"{path}: not analysed")
+        threshold = self.threshold_for(path, analysis)
+        return self.exporter.add(
+            path,
+            mask=analysis.mask_at(threshold),
+            score=analysis.segmentation.score,
+            probability=analysis.probability,
+            threshold=threshold,
+        )
+
+    def finish(self) -> dict:
+        """Write the report, provenance and COCO files; return the summary (with ``out_dir``)."""
+        summary = self.exporter.finish()
+        summary["out_dir"] = str(self.out_dir)
+        self.summary = summary
+        return summary
+
+
+def start_export(
+    workflow: Workflow,
+    out_dir: str | os.PathLike[str],
+    options: ExportOptions | None = None,
+    tool: str = "lrpseg",
+) -> MaskExport:
+    """A :class:`MaskExport` of ``workflow``'s project: its provenance and per-image thresholds.
+
+    ``tool`` says who exported (``"lrpseg-gui"``, ``"lrpseg segment"``) in the provenance.
+    """
+    provenance = {
+        "source_folder": str(workflow.root),
+        **workflow.describe(),
+        **model_provenance(workflow.model.path, workflow.model.model_id),
+        "tool": tool,
+    }
+    return MaskExport(out_dir, provenance, options, workflow.thresholds.overrides(), root=workflow.root)
+
+
+def export_workflow(
+    workflow: Workflow,
+    rels: Sequence[str],
+    export: MaskExport,
+    known: Mapping[str, Analysis] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
+    """Export the masks of ``rels`` as ``workflow`` makes them: its model, choices and per-image thresholds.
+
+    Parameters
+    ----------
+    workflow : Workflow
+        The project, model and explanation choices.
+    rels : sequence of str
+        Images to export, relative to the project folder.
+    export : MaskExport
+        The writer, from :func:`start_export`.
+    known : mapping of str to Analysis, optional
+        Analyses already made under the same model and choices (reused as they are).
+    progress : callable, optional
+        ``progress(done, total, rel)`` after each image.
+    cancel : CancelToken, optional
+        Checked before each image; files written so far stay complete.
+
+    Returns
+    -------
+    dict
+        The summary: ``images``, ``masks_written``, ``errors``, ``kept_existing``, ``out_dir``.
+    """
+    for outcome in workflow.analyses(rels, known=known, progress=progress, cancel=cancel):
+        export.export_one(outcome)
+    return export.finish()
