@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     QSize,
     Qt,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 ROW_HEIGHT = THUMB_SIZE + 8
@@ -68,6 +68,7 @@ class ImageListModel(QAbstractTableModel):
         self._position: dict[str, int] = {}
         self.labels: dict[str, str] = {}
         self.probabilities: dict[str, float] = {}
+        self.in_sample: frozenset[str] = frozenset()
         self.errors: dict[str, str] = {}
         self.order: list[int] = []
         self._row_of: dict[int, int] = {}
@@ -200,6 +201,12 @@ class ImageListModel(QAbstractTableModel):
         for rel in probabilities:
             self._row_changed(rel, first=2)
 
+    def set_in_sample(self, rels) -> None:
+        """Mark the predictions on these images (the model's training images) as in-sample."""
+        self.in_sample = frozenset(rels)
+        if self.order:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.order) - 1, 2))
+
     def set_error(self, rel: str, message: str) -> None:
         """Mark ``rel`` as unreadable with the reader's message."""
         self.errors[rel] = message
@@ -275,7 +282,13 @@ class ImageListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and column == 0:
             return self.thumbnails.get(rel) if self.thumbnails is not None else None
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column == 2 and rel in self.in_sample and rel in self.probabilities:
+                return "In-sample: the model was trained on this image, so this prediction says little"
             return display_text(self.errors.get(rel, rel))
+        if role == Qt.ItemDataRole.FontRole and column == 2 and rel in self.in_sample:
+            font = QFont()
+            font.setItalic(True)
+            return font
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == 1:
                 return LABEL_COLOURS[self.labels.get(rel)]

@@ -9,15 +9,55 @@ complete masks only.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 from lrpseg.app import session
-from lrpseg.app.analysis import ModelHandle
 from lrpseg.app.workers import JobManager
-from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QFileDialog, QProgressBar, QPushButton
+from lrpseg.core.adoption import Verdict, record_model
+from lrpseg.core.train import label_warnings
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressBar, QPushButton
 
 LONG_JOBS = ("train", "export")
+
+
+def new_model_path(folder: Path) -> Path:
+    """``folder/model-<date>-<time>.safetensors``, with a counter when a model of that second exists."""
+    stem = f"model-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    path, count = folder / f"{stem}.safetensors", 1
+    while path.exists():
+        count += 1
+        path = folder / f"{stem}-{count}.safetensors"
+    return path
+
+
+def time_left_text(seconds: float) -> str:
+    """A rounded duration for the status bar: "8 s", "40 s", "3 min", "1 h 5 min"."""
+    if seconds < 60:
+        return f"{round(seconds / 10) * 10 if seconds >= 10 else max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def offer_use_anyway(parent, verdict: Verdict, has_current: bool, use: Callable[[], None]) -> QMessageBox:
+    """Say why the new model was not adopted (both figures) and offer "Use anyway" (which calls ``use``).
+
+    The box is window-modal but does not block the event loop, so labelling and browsing go on behind it.
+    """
+    box = QMessageBox(parent)
+    box.setObjectName("NotAdoptedBox")
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("New model not adopted")
+    keep = "The current model stays in use." if has_current else "No model is in use yet."
+    box.setText(f"The new model was not adopted: {verdict.reason}.\n\n{keep} The new model is kept in "
+                "Model ▸ Model history, so you can switch to it later.")
+    use_button = box.addButton("Use anyway", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Keep current" if has_current else "Don't use it", QMessageBox.ButtonRole.RejectRole)
+    box.buttonClicked.connect(lambda button: use() if button is use_button else None)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
 
 
 class JobController(QObject):
@@ -56,18 +96,21 @@ class JobController(QObject):
         if problem:
             w.error("Not enough labels", problem)
             return False
-        config = session.train_config(w.project, w.device)
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = w.root / session.MODELS_DIR / f"model-{stamp}.safetensors"
+        config = session.train_config(w.project, w.root, w.device)
+        out = new_model_path(w.root / session.MODELS_DIR)
         rels = sorted(labels)
         paths, values, device = [w.root / rel for rel in rels], [labels[rel] for rel in rels], w.device
+        current = w.handle.path if w.handle is not None else None
+        project = w.project
 
         def work(progress, cancel):
-            return session.train(paths, values, config, out, device, progress, cancel)
+            return session.train(paths, values, config, out, device, progress, cancel, current, names=rels)
 
-        self._started(f"Training on {len(rels)} labelled images…")
+        warnings = label_warnings(values)
+        self._started(f"Training on {len(rels)} labelled images…" + (f" Note: {warnings[0]}." if warnings else ""))
         self.jobs.start(
-            "train", work, on_progress=self._train_progress, on_success=self._trained,
+            "train", work, on_progress=self._train_progress,
+            on_success=lambda outcome: self._trained(outcome, project),
             on_failure=lambda msg: self._failed("Training failed", f"{msg}\n\n{self._model_kept()}"),
             on_cancel=lambda: self._ended(f"Training cancelled. {self._model_kept()}"),
         )
@@ -76,7 +119,7 @@ class JobController(QObject):
     def _model_kept(self) -> str:
         """What a failed or cancelled training leaves: the model in use, or none."""
         handle = self.window.handle
-        return f"Still using {handle.model_id}." if handle is not None else "There is no model yet."
+        return f"Still using {handle.name}." if handle is not None else "There is no model yet."
 
     def _train_progress(self, p) -> None:
         done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
@@ -85,13 +128,29 @@ class JobController(QObject):
         text = f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.3f}"
         if p.val_balanced_accuracy is not None:
             text += f", validation balanced accuracy {p.val_balanced_accuracy:.2f}"
+        if p.seconds_left is not None:
+            text += f" · at most {time_left_text(p.seconds_left)} left"
         self.window.show_status(text)
 
-    def _trained(self, handle: ModelHandle) -> None:
-        self.window.models.install(handle, remember=True)
-        bacc = handle.metadata.get("training", {}).get("val_balanced_accuracy")
-        extra = f", validation balanced accuracy {bacc:.2f}" if isinstance(bacc, float) else ""
-        self._ended(f"Trained {handle.name}{extra}.")
+    def _trained(self, outcome: session.TrainOutcome, project) -> None:
+        """Adopt the new model when it is better; otherwise keep the current one and offer "Use anyway"."""
+        w, handle, verdict = self.window, outcome.handle, outcome.verdict
+        if w.project is not project:  # another folder was opened meanwhile
+            self._ended("Training finished for a folder that is no longer open.")
+            return
+        record_model(project, handle.path, handle.metadata.get("training", {}), adopted=verdict.adopt)
+        if verdict.adopt:
+            w.models.install(handle, remember=True)
+            self._ended(f"New model in use: {verdict.reason}.")
+            return
+        self._ended(f"Kept the current model: {verdict.reason}." if w.handle else f"Model not used: {verdict.reason}.")
+
+        def use_anyway() -> None:
+            if w.project is project:
+                w.models.install(handle, remember=True)
+                w.show_status(f"Using the new model anyway ({handle.name}).", 8000)
+
+        offer_use_anyway(w, verdict, w.handle is not None, use_anyway)
 
     # ----------------------------------------------------------------- export
     def choose_export(self, selection_only: bool) -> None:

@@ -77,6 +77,8 @@ class MainWindow(QMainWindow):
         self.progress, self.cancel_button = self.job_controller.progress, self.job_controller.cancel_button
         self._build_status_fields()
         self.commands = build_actions(self)
+        model_menu = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Model")
+        self.models.attach_history_menu(model_menu)
         self.panel.heatmap_check.toggled.connect(self.commands["heatmap"].setChecked)
         self.panel.mask_check.toggled.connect(self.commands["mask"].setChecked)
         self.panel.mask_style.currentTextChanged.connect(
@@ -403,7 +405,7 @@ class MainWindow(QMainWindow):
         """Edit the network and schedule of the next training (project setting ``train_config``)."""
         if self.project is None:
             return
-        dialog = TrainSettingsDialog(self.project.get_setting("train_config", {}), self)
+        dialog = TrainSettingsDialog(session.folder_train_settings(self.project, self.root, self.device), self)
         if dialog.exec():
             self.project.set_setting("train_config", dialog.values())
 
@@ -428,7 +430,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(describe_device(self.device).upper())
         self.device_label.setToolTip("Where training and LRP run (--device to change)")
         handle = self.handle
-        self.model_label.setText(handle.model_id if handle else "no model yet")
+        self.model_label.setText(handle.name if handle else "no model yet")
         self.model_label.setToolTip(
             f"The classifier in use: {handle.describe()}\n{handle.path or ''}".strip() if handle
             else "Label a few damaged and undamaged images (D / U), then Train (Ctrl+T)")

@@ -16,12 +16,15 @@ import numpy as np
 import torch
 from lrpseg.app.analysis import ModelHandle
 from lrpseg.app.viewer import relevance_to_uint8, score_to_index
+from lrpseg.core.adoption import Verdict, train_candidate
 from lrpseg.core.cancel import CancelToken
 from lrpseg.core.export_run import ExportOptions, export_workflow, start_export
+from lrpseg.core.images import ImageReadError, probe_image
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from lrpseg.core.model_registry import ModelRegistry, model_id
 from lrpseg.core.segment import component_densities, domain_values
-from lrpseg.core.train import TrainConfig, train_to_checkpoint
+from lrpseg.core.train import TrainConfig
+from lrpseg.core.train_defaults import default_train_settings
 from lrpseg.core.workflow import (  # noqa: F401  (the window reads the defaults and choices from here)
     DEFAULT_RULE_SET,
     DEFAULT_SEGMENTER,
@@ -70,14 +73,43 @@ def training_problem(labels: dict[str, str]) -> str | None:
     )
 
 
-def train_config(project, device: torch.device) -> TrainConfig:
-    """:class:`core.train.TrainConfig` from the project setting ``train_config`` (a dict; unknown keys
+SIZE_SAMPLE = 50
+
+
+def folder_train_settings(project, root: Path, device: torch.device) -> dict:
+    """The project's ``train_config``; a folder without one gets :func:`core.train_defaults.default_train_settings`
+    for this device and (a sample of) its images' sizes, stored so the training dialog shows them."""
+    stored = project.get_setting("train_config", None)
+    if stored:
+        return stored
+    shapes = []
+    for rel in project.images()[:SIZE_SAMPLE]:
+        try:
+            info = probe_image(root / rel)
+        except ImageReadError:
+            continue
+        shapes.append((info.height, info.width))
+    settings = default_train_settings(shapes, device.type)
+    project.set_setting("train_config", settings)
+    return settings
+
+
+def train_config(project, root: Path, device: torch.device) -> TrainConfig:
+    """:class:`core.train.TrainConfig` from the project's settings (:func:`folder_train_settings`; unknown keys
     ignored) and the window's device."""
-    stored = project.get_setting("train_config", {}) or {}
+    stored = folder_train_settings(project, root, device)
     known = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in stored.items() if k in known})
     config.device = str(device)
     return config
+
+
+@dataclass
+class TrainOutcome:
+    """A finished training: the new model (written to its file) and whether it should replace the current one."""
+
+    handle: ModelHandle
+    verdict: Verdict
 
 
 def train(
@@ -88,12 +120,13 @@ def train(
     device: torch.device,
     progress: Callable[[Any], None],
     cancel: CancelToken,
-) -> ModelHandle:
-    """Train and write ``out`` (only on success); return the new model's handle."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = train_to_checkpoint(paths, labels, config, out, progress, cancel)
+    current: Path | None = None,
+    names: Sequence[str] | None = None,
+) -> TrainOutcome:
+    """Train, write ``out`` and judge the new model against ``current`` (:func:`core.adoption.train_candidate`)."""
+    result, verdict = train_candidate(paths, labels, config, out, current, names, progress, cancel)
     model = result.model.to(device).eval()
-    return MODELS.add(model, out, device, {"training": result.summary, **model.config()})
+    return TrainOutcome(MODELS.add(model, out, device, {"training": result.summary, **model.config()}), verdict)
 
 
 # --------------------------------------------------------------------------------------------- export

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from lrpseg.app import session
 from lrpseg.app.analysis import ModelHandle
+from lrpseg.core.adoption import model_history
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QMenu
 
 
 class ModelController(QObject):
@@ -73,6 +74,7 @@ class ModelController(QObject):
         if w.service is not None:
             w.service.cancel_model()
         w.handle = handle
+        w.list_model.set_in_sample(handle.metadata.get("training", {}).get("trained_on", []))
         w.analyses.clear()
         w.list_model.set_probabilities(w.project.predictions(handle.model_id), replace=True)
         known = w.list_model.probabilities
@@ -84,6 +86,30 @@ class ModelController(QObject):
         w.update_actions()
         if w.current is not None:
             w.show_current(w.current)
+
+    def attach_history_menu(self, menu: QMenu) -> QMenu:
+        """Add "Model history" to ``menu``: every trained model of the project, one click to switch to it."""
+        history = menu.addMenu("Model &history")
+        history.setToolTipsVisible(True)
+        history.aboutToShow.connect(lambda: self._fill_history(history))
+        return history
+
+    def _fill_history(self, menu: QMenu) -> None:
+        w = self.window
+        menu.clear()
+        records = list(reversed(model_history(w.project))) if w.project is not None else []
+        if not records:
+            menu.addAction("No trained models yet").setEnabled(False)
+            return
+        current = w.handle.path.resolve() if w.handle is not None and w.handle.path is not None else None
+        for record in records:
+            path = Path(record.path) if Path(record.path).is_absolute() else w.root / record.path
+            action = menu.addAction(record.describe() + ("" if record.adopted else " · not adopted"))
+            action.setCheckable(True)
+            action.setChecked(current is not None and path.resolve() == current)
+            action.setEnabled(path.exists())
+            action.setToolTip(str(path) if path.exists() else f"{path} is missing")
+            action.triggered.connect(lambda _=False, p=path: self.load(p, remember=True, title="Cannot load model"))
 
     def predicted(self, model_id: str, probabilities: dict) -> None:
         """Store and show probabilities the service computed for ``model_id`` (ignored for an older model)."""

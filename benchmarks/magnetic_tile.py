@@ -167,6 +167,7 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
         batch_size=args.batch_size, lr_fc=args.lr_fc, lr_conv=args.lr_conv, optimizer=args.optimizer,
         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=str(device),
         imagenet_weights=args.imagenet_weights, init_from=args.init_from,
+        normalise="imagenet", min_epochs=0,  # the committed configuration: test crops are ImageNet-normalised
     )  # fmt: skip
 
     def progress(p):

@@ -65,17 +65,18 @@ def fit_on_device(
     """
     started = time.perf_counter()
     train_targets = np.asarray(train_targets, dtype=int)
-    setup = prepare_training(config, train_targets)
-    model, device, optimizer, loss_fn, rng = setup.model, setup.device, setup.optimizer, setup.loss_fn, setup.rng
+    setup = prepare_training(config, train_targets, train_images)
+    network, device, optimizer, loss_fn, rng = setup.network, setup.device, setup.optimizer, setup.loss_fn, setup.rng
+    model = setup.model
     counts = setup.class_counts
     data = DeviceImages(train_images, None, model.mean, model.std, device)
     targets = torch.as_tensor(train_targets, device=device)
     val_batch = val_batch.to(device)
     steps = int(np.ceil(len(data) / config.batch_size))
-    stopping = EarlyStopping(model, config.patience)
+    stopping = EarlyStopping(model, config.patience, config.min_epochs)
     history = []
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        network.train()
         order = rng.permutation(len(data))
         total = torch.zeros((), device=device)
         for step in range(steps):
@@ -83,12 +84,13 @@ def fit_on_device(
             x, _ = data.random_crops(idx, config.input_size, rng)
             optimizer.zero_grad(set_to_none=True)
             with autocast(device, amp):
-                logits = model(x)
+                logits = network(x)
             loss = loss_fn(logits.float(), targets[idx])
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(idx)
         record = {"epoch": epoch, "loss": float(total) / len(data)}
+        setup.deployed()
         record.update(validation_record(model, val_batch, val_targets, device, batch_size=64))
         stop = stopping.update(epoch, record, model)
         history.append(record)

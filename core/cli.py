@@ -18,18 +18,18 @@ from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
 from lrpseg.core.export_run import ExportOptions, MaskExport, export_workflow, model_provenance, start_export
 from lrpseg.core.images import ImageReadError, scan_folder
 from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
-from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.lrp import RULE_SETS, STARTS
 from lrpseg.core.models import HEADS
 from lrpseg.core.pipeline import Outcome
 from lrpseg.core.project import ProjectError
 from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.train import TrainConfig
+from lrpseg.core.train_defaults import default_train_settings
 from lrpseg.core.workflow import DEFAULT_RULE_SET, DEFAULT_SEGMENTER, WorkflowError
 from tqdm import tqdm
 
 ARCHS = {"vgg-a": 1.0, "slim": 0.25}
-# The app's training settings for the demo project: slim trains on a CPU in a minute or two and reached
-# validation balanced accuracy 1.0 on the default demo (best epoch 19).
-DEMO_TRAIN_CONFIG = {"width": ARCHS["slim"], "epochs": 40, "patience": 15}
+TRAIN_DEFAULTS = TrainConfig()
 
 
 class CommandError(Exception):
@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--width", type=float, help="channel fraction, overrides --arch")
     train.add_argument("--head", choices=HEADS, default="128n", help="128n = FC128-FC128-2, onefc = one FC")
     train.add_argument("--input-size", type=int, default=224, help="model input side, multiple of 32")
-    train.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--epochs", type=int, default=TRAIN_DEFAULTS.epochs,
+                       help=f"maximum epochs (default {TRAIN_DEFAULTS.epochs})")
+    train.add_argument("--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size,
+                       help=f"images per step (default {TRAIN_DEFAULTS.batch_size})")
     train.add_argument("--lr-fc", type=float, default=1e-3, help="learning rate of the FC layers (paper: 1e-3)")
     train.add_argument(
         "--lr-conv",
@@ -92,7 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning rate of the convs (default: the paper's 1e-4 with --imagenet or --init-from, 3e-4 from "
         "random init)",
     )
-    train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+    train.add_argument("--patience", type=int, default=TRAIN_DEFAULTS.patience,
+                       help=f"early-stopping patience in epochs (default {TRAIN_DEFAULTS.patience})")
+    train.add_argument("--min-epochs", type=int, default=TRAIN_DEFAULTS.min_epochs,
+                       help=f"early stopping never stops before this epoch (default {TRAIN_DEFAULTS.min_epochs})")
+    train.add_argument("--normalise", choices=("auto", "dataset", "imagenet"), default="auto",
+                       help="input statistics: the training images' own (dataset; default from random init) or "
+                       "ImageNet's (default with --imagenet or --init-from)")
     train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -105,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="CHECKPOINT",
         help="start the convs from another lrpseg model of the same width (e.g. another project's)",
+    )
+    train.add_argument(
+        "--accept-any",
+        action="store_true",
+        help="write the model even when it ends at chance level (default: refuse with exit code 1)",
     )
     _add_device(train)
 
@@ -132,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("wta", "avg"),
         default="wta",
         help="relevance through max-pool: winner-take-all or average (default wta)",
+    )
+    seg.add_argument(
+        "--start",
+        choices=STARTS,
+        default="logodds",
+        help="where relevance starts: logodds = the decision z_damaged - z_undamaged (default); logit = the "
+        "paper's raw damaged logit",
     )
     seg.add_argument(
         "--mode",
@@ -199,13 +219,15 @@ def run_demo(args) -> int:
         chosen = [name for i, name in enumerate(names) if int((i + 1) * fraction) > int(i * fraction)]
         with Project.open(images) as project:
             project.set_labels({name: truth[name] for name in chosen})
-            project.set_setting("train_config", DEMO_TRAIN_CONFIG)
+            project.set_setting("train_config", default_train_settings([(args.size, args.size)], "cpu"))
         print(f"labelled {len(chosen)} of {len(names)} images in the project {images / '.lrpseg'}")
     return 0
 
 
 def run_train(args) -> int:
-    from lrpseg.core.train import TrainConfig, train_to_checkpoint
+    from lrpseg.core.adoption import CHANCE_LEVEL, near_chance
+    from lrpseg.core.checkpoint import save_checkpoint
+    from lrpseg.core.train import label_warnings, train_classifier
 
     paths, problems = _scan(args.images)
     labels = labels_from_folders(args.images) if args.labels_from_folders else read_labels(args.labels)
@@ -214,6 +236,8 @@ def run_train(args) -> int:
     chosen = [(p, labels[k]) for p in paths if (k := p.relative_to(args.images).as_posix()) in labels]
     if not chosen:
         raise CommandError(f"no labelled images found in {args.images}")
+    for warning in label_warnings([label for _, label in chosen]):
+        print(f"warning: {warning}", file=sys.stderr)
     config = TrainConfig(
         head=args.head,
         width=args.width or ARCHS[args.arch],
@@ -224,6 +248,8 @@ def run_train(args) -> int:
         lr_conv=args.lr_conv,
         val_fraction=args.val_fraction,
         patience=args.patience,
+        min_epochs=args.min_epochs,
+        normalise=args.normalise,
         seed=args.seed,
         device=args.device,
         imagenet_weights=args.imagenet,
@@ -238,10 +264,17 @@ def run_train(args) -> int:
             if p.val_balanced_accuracy is not None:
                 bar.set_postfix(loss=f"{p.loss:.3f}", val_bacc=f"{p.val_balanced_accuracy:.3f}")
 
-    result = train_to_checkpoint([p for p, _ in chosen], [label for _, label in chosen], config, args.out, progress)
+    result = train_classifier([p for p, _ in chosen], [label for _, label in chosen], config, progress)
     bar.close()
     s = result.summary
     bacc = "n/a" if s["val_balanced_accuracy"] is None else f"{s['val_balanced_accuracy']:.3f}"
+    if near_chance(s["val_balanced_accuracy"]) and not args.accept_any:
+        raise CommandError(
+            f"the model ended at chance level (validation balanced accuracy {bacc}, below {CHANCE_LEVEL}); "
+            f"nothing written to {args.out}. Label more images, or train longer (--epochs, --patience); "
+            "--accept-any writes it anyway"
+        )
+    save_checkpoint(args.out, result.model, training=s)
     print(
         f"trained on {s['n_train']} images ({s['epochs_run']} epochs, best {s['best_epoch']}, "
         f"validation balanced accuracy {bacc}) -> {args.out}"
@@ -290,6 +323,7 @@ def _segment_folder(args, device) -> MaskExport:
         "segmenter": segmenter,
         "maxpool": args.maxpool,
         "mode": args.mode,
+        "relevance_start": args.start,
         "device": describe_device(device),
         "tool": "lrpseg segment",
     }
@@ -298,7 +332,8 @@ def _segment_folder(args, device) -> MaskExport:
     for path, reason in problems:
         export.export_one(Outcome(path, error=f"{path}: {reason}"))
     outcomes = segment_folder(
-        paths, model, rule_set=rule_set, segmenter=segmenter, maxpool=args.maxpool, mode=args.mode, device=device
+        paths, model, rule_set=rule_set, segmenter=segmenter, maxpool=args.maxpool, mode=args.mode, device=device,
+        start=args.start,
     )
     for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
         export.export_one(outcome)

@@ -138,10 +138,11 @@ def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _explain_batch(model, batch, rule_set, maxpool, batch_size=8):
+def _explain_batch(model, batch, rule_set, maxpool, start="logodds", batch_size=8):
     relevance, probability = [], []
-    for start in range(0, len(batch), batch_size):
-        explanation = explain(model, batch[start : start + batch_size], target=1, rule_set=rule_set, maxpool=maxpool)
+    for first in range(0, len(batch), batch_size):
+        chunk = batch[first : first + batch_size]
+        explanation = explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool, start=start)
         relevance.append(explanation.relevance.astype(np.float32))
         logits = torch.as_tensor(explanation.logits, dtype=torch.float64)
         probability.append(torch.softmax(logits, dim=1)[:, 1].numpy())
@@ -165,6 +166,7 @@ class ExplainedImage:
     rule_set: str
     maxpool: str
     mode: str
+    start: str = "logodds"
 
 
 def explain_image(
@@ -175,6 +177,7 @@ def explain_image(
     mode: str = "auto",
     device: torch.device | None = None,
     cached: tuple[np.ndarray, float] | None = None,
+    start: str = "logodds",
 ) -> ExplainedImage:
     """Classify and explain one decoded image.
 
@@ -191,6 +194,8 @@ def explain_image(
     cached
         ``(relevance, probability)`` of an earlier call for the same image, model, rule set and mode: LRP is
         skipped and only the mapping back to the image grid is rebuilt.
+    start
+        Where relevance starts (:data:`core.lrp.STARTS`): the decision's log-odds (default) or the raw logit.
     """
     if device is not None:
         model.to(device)
@@ -201,7 +206,7 @@ def explain_image(
     if mode == "crop":
         tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
         if cached is None:
-            relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool)
+            relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool, start)
             cached = (relevance[0], float(probability[0]))
         to_original = placement.to_original
         valid = placement.to_original(np.ones(cached[0].shape, np.float32)) > 0.5
@@ -215,7 +220,10 @@ def explain_image(
                 else image
             )
             batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
-            relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool)
+            relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool, start)
+            called_damaged = probability >= DAMAGED_THRESHOLD
+            if called_damaged.any():  # the map explains the damaged decision: other windows add nothing
+                relevance[~called_damaged] = 0.0
             cached = (stitch(relevance, origins, upscaled.shape[:2], model.input_size), float(probability.max()))
 
         def to_original(array: np.ndarray) -> np.ndarray:
@@ -223,7 +231,7 @@ def explain_image(
 
         valid = np.ones((height, width), dtype=bool)
     relevance, probability = cached
-    return ExplainedImage(float(probability), relevance, to_original, valid, rule_set, maxpool, mode)
+    return ExplainedImage(float(probability), relevance, to_original, valid, rule_set, maxpool, mode, start)
 
 
 def segment_explained(explained: ExplainedImage, segmenter: str = "bmm", seed: int = 0) -> Analysis:
@@ -259,6 +267,7 @@ def analyse(
     mode: str = "auto",
     device: torch.device | None = None,
     seed: int = 0,
+    start: str = "logodds",
 ) -> Analysis:
     """Classify, explain and segment one decoded image (:func:`explain_image` + :func:`segment_explained`).
 
@@ -267,7 +276,7 @@ def analyse(
     Analysis
         Relevance, score, mask and ``valid`` on the original image grid.
     """
-    explained = explain_image(model, image, rule_set, maxpool, mode, device)
+    explained = explain_image(model, image, rule_set, maxpool, mode, device, start=start)
     return segment_explained(explained, segmenter, seed)
 
 
@@ -284,6 +293,7 @@ def segment_folder(
     segmenter: str = "bmm",
     maxpool: str = "wta",
     mode: str = "auto",
+    start: str = "logodds",
     device: torch.device | None = None,
     progress: Callable[[int, int, Path], None] | None = None,
     cancel: CancelToken | None = None,
@@ -299,7 +309,8 @@ def segment_folder(
         check(cancel)
         path = Path(path)
         try:
-            outcome = Outcome(path, analysis=analyse(model, read_image(path), rule_set, segmenter, maxpool, mode))
+            image = read_image(path)
+            outcome = Outcome(path, analysis=analyse(model, image, rule_set, segmenter, maxpool, mode, start=start))
         except ImageReadError as error:
             outcome = Outcome(path, error=str(error))
         except (ValueError, RuntimeError, MemoryError) as error:

@@ -20,13 +20,14 @@ __all__ = ["RelevanceCache", "explain_cached", "model_grid_shape", "relevance_ca
 log = logging.getLogger(__name__)
 
 
-def relevance_cache_key(rule_set: str, maxpool: str, mode: str) -> str:
-    """The key under which a project caches a relevance map, e.g. ``"ours|wta|crop"``.
+def relevance_cache_key(rule_set: str, maxpool: str, mode: str, start: str = "logodds") -> str:
+    """The key under which a project caches a relevance map, e.g. ``"ours|wta|crop|logodds"``.
 
-    The project keys maps by image, model and one string; the max-pool mode and the resolved coverage mode
-    change the map too, so they are part of that string.
+    The project keys maps by image, model and one string; the max-pool mode, the resolved coverage mode and
+    where relevance starts change the map too, so they are part of that string (maps cached by versions that
+    started from the raw logit have keys without the start, and are never mistaken for log-odds maps).
     """
-    return f"{rule_set}|{maxpool}|{mode}"
+    return f"{rule_set}|{maxpool}|{mode}|{start}"
 
 
 def model_grid_shape(image_shape: tuple[int, ...], input_size: int, mode: str) -> tuple[int, int]:

@@ -5,7 +5,7 @@ Public API: :func:`explain`, :class:`Explanation`, :data:`RULE_SETS` (name -> :c
 """
 
 from lrpseg.core.lrp.composites import MAXPOOL_MODES, TABLE_1, layer_rules, table_composite, zbox_bounds
-from lrpseg.core.lrp.explain import Explanation, explain, relevance_tensor
+from lrpseg.core.lrp.explain import STARTS, Explanation, explain, relevance_tensor, start_relevance
 from lrpseg.core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
 
 __all__ = [
@@ -14,10 +14,12 @@ __all__ = [
     "MAXPOOL_MODES",
     "RULE_SETS",
     "RuleSet",
+    "STARTS",
     "TABLE_1",
     "explain",
     "layer_rules",
     "relevance_tensor",
+    "start_relevance",
     "table_composite",
     "zbox_bounds",
 ]

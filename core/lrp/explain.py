@@ -12,7 +12,12 @@ from lrpseg.core.lrp.composites import check_maxpool
 from lrpseg.core.lrp.registry import RULE_SETS, RuleSet
 from torch import nn
 
-__all__ = ["Explanation", "explain", "relevance_tensor"]
+__all__ = ["STARTS", "Explanation", "explain", "relevance_tensor"]
+
+# Where relevance starts. "logodds": the decision z_target − z_other (two classes), i.e. the final layer
+# explained as W_target − W_other, so a map never flips sign when both logits shift together. "logit": the
+# paper's start, the raw logit of the target class; a negative logit inverts the whole map.
+STARTS = ("logodds", "logit")
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Explanation:
         Max-pool relevance: "wta" (winner-take-all) or "avg" (spread like an average pool).
     target : int
         Class whose logit the relevance started from.
+    start : str
+        "logodds" (the decision) or "logit" (the paper's raw logit), see :data:`STARTS`.
     """
 
     relevance: np.ndarray
@@ -38,6 +45,7 @@ class Explanation:
     rule_set: str
     maxpool: str
     target: int
+    start: str = "logodds"
 
 
 @contextmanager
@@ -51,21 +59,43 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+def start_relevance(logits: torch.Tensor, target: int, start: str = "logodds") -> torch.Tensor:
+    """The output relevance LRP starts from.
+
+    ``"logit"``: the logit of ``target``, all other outputs zero. ``"logodds"``: the log-odds of ``target``
+    against the other class, ``z_t − z_o``, written per output as ``(z_t, −z_o)``; every LRP rule of the last
+    layer divides its output relevance by that output, so this explains the layer ``W_t − W_o``.
+    """
+    if start not in STARTS:
+        raise ValueError(f"unknown relevance start {start!r}; choose from {', '.join(STARTS)}")
+    logits = logits.detach()
+    out = torch.zeros_like(logits)
+    out[:, target] = logits[:, target]
+    if start == "logodds":
+        if logits.shape[1] != 2:
+            raise ValueError(f"the log-odds start needs two classes, the model has {logits.shape[1]}")
+        out[:, 1 - target] = -logits[:, 1 - target]
+    return out
+
+
 def relevance_tensor(
-    model: nn.Module, images: torch.Tensor, target: int, rule_set: RuleSet, maxpool: str = "wta"
+    model: nn.Module,
+    images: torch.Tensor,
+    target: int,
+    rule_set: RuleSet,
+    maxpool: str = "wta",
+    start: str = "logodds",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Input relevance ``(N, 3, S, S)`` and logits, computed with ``model`` as it is (dtype, device, mode).
 
-    The relevance starts at the logit of ``target`` (all other outputs zero). Hooks are registered for the
-    duration of the call only, also when it raises.
+    The relevance starts as :func:`start_relevance` says. Hooks are registered for the duration of the call
+    only, also when it raises.
     """
     composite = rule_set(model, maxpool)
     x = images.detach().requires_grad_(True)
     with torch.enable_grad(), composite.context(model):
         logits = model(x)
-        start = torch.zeros_like(logits)
-        start[:, target] = logits[:, target].detach()
-        (relevance,) = torch.autograd.grad(logits, x, grad_outputs=start)
+        (relevance,) = torch.autograd.grad(logits, x, grad_outputs=start_relevance(logits, target, start))
     return relevance, logits.detach()
 
 
@@ -76,6 +106,7 @@ def explain(
     rule_set: str = "ours",
     maxpool: str = "wta",
     dtype: torch.dtype = torch.float32,
+    start: str = "logodds",
 ) -> Explanation:
     """LRP relevance maps of ``images`` for class ``target``.
 
@@ -87,13 +118,16 @@ def explain(
     images : torch.Tensor
         Normalised ``(N, 3, S, S)`` batch; moved to the model's device.
     target : int
-        Class of interest (1 = damaged); its logit is the starting relevance, other outputs start at zero.
+        Class of interest (1 = damaged).
     rule_set : str
         A key of :data:`core.lrp.RULE_SETS` ("ours", "montavon", zennit's stock composites...).
     maxpool : {"wta", "avg"}
         Max-pool relevance: winner-take-all or spread like an average pool (Montavon's tutorial).
     dtype : torch.dtype
         Computation dtype; a model of another dtype is explained through a cast copy.
+    start : {"logodds", "logit"}
+        Starting relevance (:func:`start_relevance`): the decision's log-odds (default) or the paper's raw
+        logit of ``target``.
 
     Returns
     -------
@@ -114,11 +148,12 @@ def explain(
         images = images.clone()  # inference-mode tensors cannot enter autograd
     images = images.to(device=param.device, dtype=dtype)
     with _eval_mode(model):
-        relevance, logits = relevance_tensor(model, images, target, RULE_SETS[rule_set], maxpool)
+        relevance, logits = relevance_tensor(model, images, target, RULE_SETS[rule_set], maxpool, start)
     return Explanation(
         relevance=relevance.sum(dim=1).cpu().numpy(),
         logits=logits.cpu().numpy(),
         rule_set=rule_set,
         maxpool=maxpool,
         target=target,
+        start=start,
     )

@@ -9,7 +9,8 @@ import numpy as np
 from lrpseg.core.labels import labels_from_folders
 
 
-def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings):
+def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings, monkeypatch):
+    monkeypatch.setattr("lrpseg.core.adoption.CHANCE_LEVEL", 0.0)  # adopt even a one-epoch model
     window = make_window(demo_folder)
     window.project.set_labels(labels_from_folders(demo_folder))
     window.list_model.labels = window.project.labels()

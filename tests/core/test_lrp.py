@@ -166,15 +166,17 @@ def test_fast_rules_are_used_only_where_the_input_is_non_negative():
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("maxpool", ["wta", "avg"])
-def test_lrp0_with_zbox_conserves_the_start_logit(head, fast, maxpool):
+def test_lrp0_with_zbox_conserves_the_start(head, fast, maxpool):
     model = small_model(head, zero_bias=True).double()
     table = {**dict.fromkeys(CONV_LAYER_NAMES, "lrp0"), "conv1_1": "zbox", "fc": "lrp0"}
     rule_set = RuleSet("lrp0", "", lambda m, mp: table_composite(m, table, mp, fast=fast, stabilizer=1e-12))
     for target in (0, 1):
-        relevance, logits = relevance_tensor(model, images(3), target, rule_set, maxpool)
-        totals = relevance.sum(dim=(1, 2, 3))
+        relevance, logits = relevance_tensor(model, images(3), target, rule_set, maxpool, start="logit")
         assert torch.all(logits[:, target].abs() > 1e-3)
-        torch.testing.assert_close(totals, logits[:, target], rtol=1e-6, atol=0)
+        torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits[:, target], rtol=1e-6, atol=0)
+        relevance, _ = relevance_tensor(model, images(3), target, rule_set, maxpool, start="logodds")
+        log_odds = logits[:, target] - logits[:, 1 - target]
+        torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), log_odds, rtol=1e-6, atol=1e-12)
 
 
 def test_batch_explanation_equals_single_image_explanations():

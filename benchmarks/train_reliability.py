@@ -1,0 +1,158 @@
+"""Does training converge every time? Seeds × data sets × heads, with default settings (issue 12).
+
+Per run: train with :class:`core.train.TrainConfig` defaults (only the seed, head, width and the data set's
+input size set), then on held-out images report balanced accuracy, the median max-probability (confidence) and
+the pooled IoU of the exported-style masks (default rule set and segmenter, masks of images called undamaged
+empty) against the true masks. A run fails when held-out balanced accuracy is below the data set's bar.
+
+Data sets:
+- ``demo``: training on ``lrpseg demo --seed S`` (80 images), held out: ``lrpseg demo --seed 1000+S``.
+- ``mt``: the Magnetic Tile CPU configuration of ``benchmarks/magnetic_tile.py`` (needs ``../shared``).
+
+``--quick`` runs the demo only. Results go to stdout as a table and to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from lrpseg.core.demo import make_demo
+from lrpseg.core.images import read_image, scan_folder
+from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.metrics import SegmentationCounts, average_precision, classification_metrics
+from lrpseg.core.pipeline import analyse
+from lrpseg.core.train import TrainConfig, label_to_target, train_classifier
+
+DEMO_BAR = 0.9
+
+
+def demo_folder(root: Path, seed: int) -> Path:
+    """An ``lrpseg demo`` folder for ``seed`` under ``root`` (made once)."""
+    folder = root / f"demo{seed}"
+    if not (folder / "images").exists():  # what `lrpseg demo DIR --seed SEED` writes
+        make_demo(folder, n_damaged=40, n_undamaged=40, size=224, seed=seed)
+    return folder
+
+
+def labelled(folder: Path) -> tuple[list[Path], list[str]]:
+    """Images of ``folder/images`` with their labels from the damaged/undamaged folder names."""
+    images = folder / "images"
+    paths, _ = scan_folder(images)
+    labels = labels_from_folders(images)
+    paths = [p for p in paths if p.relative_to(images).as_posix() in labels]
+    return paths, [labels[p.relative_to(images).as_posix()] for p in paths]
+
+
+def held_out_scores(model, folder: Path, rule_set: str, segmenter: str, start: str) -> dict:
+    """Balanced accuracy, median max-probability, pooled IoU and AP of ``model`` on a demo-style folder."""
+    paths, labels = labelled(folder)
+    targets, predicted, confidence = [], [], []
+    counts = SegmentationCounts()
+    scores, truths = [], []
+    for path, label in zip(paths, labels, strict=True):
+        analysis = analyse(model, read_image(path), rule_set=rule_set, segmenter=segmenter, start=start)
+        targets.append(label_to_target(label))
+        predicted.append(int(analysis.damaged))
+        confidence.append(max(analysis.probability, 1 - analysis.probability))
+        if label == "damaged":
+            truth = read_image(folder / "masks" / f"{path.stem}.png") > 127
+            counts = counts + SegmentationCounts.from_masks(analysis.mask_at(), truth)
+            scores.append(analysis.segmentation.score if analysis.damaged else np.zeros(truth.shape, np.float32))
+            truths.append(truth)
+    cls = classification_metrics(np.array(targets), np.array(predicted))
+    return {
+        "balanced_accuracy": cls["balanced_accuracy"],
+        "median_confidence": float(np.median(confidence)),
+        "iou": counts.iou(zero_division=0.0),
+        "ap": average_precision(scores, truths),
+    }
+
+
+def run_demo(seed: int, head: str, root: Path, args) -> dict:
+    """Train on the demo folder of ``seed`` with defaults and score on the held-out folder."""
+    paths, labels = labelled(demo_folder(root, seed))
+    config = TrainConfig(head=head, width=args.width, input_size=args.input_size, seed=seed, **args.overrides)
+    started = time.perf_counter()
+    result = train_classifier(paths, labels, config)
+    seconds = time.perf_counter() - started
+    held = held_out_scores(result.model, demo_folder(root, 1000 + seed), args.rules, args.segmenter, args.start)
+    summary = result.summary
+    return {
+        "data": "demo",
+        "seed": seed,
+        "head": head,
+        "val_balanced_accuracy": summary["val_balanced_accuracy"],
+        "epochs_run": summary["epochs_run"],
+        "best_epoch": summary["best_epoch"],
+        "train_seconds": round(seconds, 1),
+        **held,
+        "failed": held["balanced_accuracy"] < DEMO_BAR,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the runs."""
+    lines = [
+        "| data | head | seed | epochs (best) | val BA | held-out BA | median confidence | IoU | AP | s | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['data']} | {r['head']} | {r['seed']} | {r['epochs_run']} ({r['best_epoch']}) | "
+            f"{r['val_balanced_accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['median_confidence']:.3f} | "
+            f"{r['iou']:.3f} | {r['ap']:.3f} | {r['train_seconds']:.0f} | {'yes' if r['failed'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    return key, json.loads(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="demo data only")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--heads", nargs="+", default=["128n", "onefc"])
+    parser.add_argument("--width", type=float, default=0.25, help="channel fraction (default slim, 0.25)")
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--rules", default="ours")
+    parser.add_argument("--segmenter", default="bmm")
+    parser.add_argument("--start", default="logodds", help="relevance start: logodds or logit")
+    parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
+                        metavar="KEY=JSON", help="TrainConfig override, e.g. --set batch_norm=false")
+    parser.add_argument("--data-root", type=Path, help="where demo folders are made (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="write the runs as JSON here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.overrides = dict(args.overrides)
+    torch.set_num_threads(args.threads)
+    root = args.data_root or Path(tempfile.mkdtemp(prefix="lrpseg-reliability-"))
+    print(f"# train_reliability {date.today()} on {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, {args.threads} threads; overrides {args.overrides or 'none'}", flush=True)
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for head in args.heads:
+            row = run_demo(seed, head, root, args)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(table(rows))
+    failed = sum(r["failed"] for r in rows)
+    print(f"RESULT runs={len(rows)} failed={failed}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
