@@ -72,6 +72,21 @@ SPECS = (
     ActionSpec("lower", "Threshold −0.01", "[", lambda w: lambda: w.thresholds.nudge(-0.01)),
     ActionSpec("raise", "Threshold +0.01", "]", lambda w: lambda: w.thresholds.nudge(0.01)),
     ActionSpec("fit", "&Fit image", "F", lambda w: w.viewer.fit, "Zoom so the whole image shows"),
+    ActionSpec("brush", "&Brush", "B", lambda w: lambda on: w.mask_editor.tool_toggled("brush", on),
+               "Paint the mask by hand (left drag; middle drag pans)", True, toolbar_text="Brush  B"),
+    ActionSpec("eraser", "&Eraser", "E", lambda w: lambda on: w.mask_editor.tool_toggled("eraser", on),
+               "Erase mask pixels by hand (left drag; middle drag pans)", True, toolbar_text="Eraser  E"),
+    ActionSpec("smaller", "Brush &smaller", "-", lambda w: w.mask_editor.shrink),
+    ActionSpec("larger", "Brush &larger", "=", lambda w: w.mask_editor.enlarge),
+    ActionSpec("fill_holes", "&Fill holes", "G", lambda w: w.mask_editor.fill_holes,
+               "Fill every region the corrected mask encloses"),
+    ActionSpec("start_automatic", "Start from the &automatic mask", "A",
+               lambda w: w.mask_editor.start_from_automatic,
+               "Replace the corrected mask with the automatic one at the current threshold"),
+    ActionSpec("clear_mask", "&Clear mask", "Shift+Backspace", lambda w: w.mask_editor.clear,
+               "Empty the corrected mask"),
+    ActionSpec("remove_correction", "&Remove correction…", None, lambda w: w.mask_editor.remove_correction,
+               "Forget the hand-corrected mask of this image: the automatic mask applies again"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "F1", lambda w: lambda: show_shortcuts(w)),
 )
 
@@ -82,10 +97,13 @@ MENUS = (
     ("&Model", ("train", "train_settings", "cancel", None, "load_model")),
     ("&View", ("heatmap", "mask", "outline", "undamaged_masks", None, "reset", "lower", "raise", None,
                "fit")),
+    ("M&ask", ("brush", "eraser", "smaller", "larger", None, "fill_holes", "start_automatic", "clear_mask",
+               None, "remove_correction")),
     ("&Help", ("shortcuts",)),
 )
 
-TOOLBAR = ("open", None, "damaged", "undamaged", "clear", None, "undo", "redo", None, "train", "export")
+TOOLBAR = ("open", None, "damaged", "undamaged", "clear", None, "undo", "redo", None, "brush", "eraser", None,
+           "train", "export")
 TOOLBAR_STYLES = {"train": "PrimaryButton", "damaged": "DamagedButton", "undamaged": "UndamagedButton"}
 
 

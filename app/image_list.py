@@ -41,7 +41,9 @@ FILTERS = {
     "undamaged": "Labelled undamaged",
     "disagree": "Label ≠ prediction",
     "unreadable": "Unreadable",
+    "corrected": "Corrected masks",
 }
+CORRECTED_MARK = "  ✎"
 COLUMNS = ("Image", "Label", "Prediction")
 COLUMN_TIPS = (
     "File name",
@@ -70,6 +72,7 @@ class ImageListModel(QAbstractTableModel):
         self.probabilities: dict[str, float] = {}
         self.in_sample: frozenset[str] = frozenset()
         self.errors: dict[str, str] = {}
+        self.corrected: set[str] = set()
         self.order: list[int] = []
         self._row_of: dict[int, int] = {}
         self.thumbnails: ThumbnailLoader | None = None
@@ -96,6 +99,7 @@ class ImageListModel(QAbstractTableModel):
         self.labels = dict(labels)
         self.probabilities = dict(probabilities or {})
         self.errors = {}
+        self.corrected = set()
         if root is not None:
             self.thumbnails = ThumbnailLoader(root, parent=self)
             self.thumbnails.loaded.connect(self._thumbnail_ready)
@@ -144,6 +148,8 @@ class ImageListModel(QAbstractTableModel):
             return self.disagrees
         if mode == "unreadable":
             return lambda rel: rel in self.errors
+        if mode == "corrected":
+            return lambda rel: rel in self.corrected
         return lambda rel: True
 
     def _sort_key(self) -> Callable[[str], object] | None:
@@ -206,6 +212,20 @@ class ImageListModel(QAbstractTableModel):
         self.in_sample = frozenset(rels)
         if self.order:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.order) - 1, 2))
+
+    def set_corrected(self, rel: str, corrected: bool) -> None:
+        """Mark ``rel`` as having (or no longer having) a hand-corrected mask."""
+        if corrected:
+            self.corrected.add(rel)
+        else:
+            self.corrected.discard(rel)
+        self._row_changed(rel)
+
+    def set_all_corrected(self, rels: Iterable[str]) -> None:
+        """Replace the set of images with a corrected mask (a folder opened) and repaint the names."""
+        self.corrected = set(rels)
+        if self.order:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.order) - 1, 0))
 
     def set_error(self, rel: str, message: str) -> None:
         """Mark ``rel`` as unreadable with the reader's message."""
@@ -284,7 +304,8 @@ class ImageListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == 2 and rel in self.in_sample and rel in self.probabilities:
                 return "In-sample: the model was trained on this image, so this prediction says little"
-            return display_text(self.errors.get(rel, rel))
+            tip = display_text(self.errors.get(rel, rel))
+            return f"{tip}\nmask corrected by hand" if rel in self.corrected else tip
         if role == Qt.ItemDataRole.FontRole and column == 2 and rel in self.in_sample:
             font = QFont()
             font.setItalic(True)
@@ -302,7 +323,7 @@ class ImageListModel(QAbstractTableModel):
 
     def _display(self, rel: str, column: int) -> str:
         if column == 0:
-            return display_text(Path(rel).name)
+            return display_text(Path(rel).name) + (CORRECTED_MARK if rel in self.corrected else "")
         if column == 1:
             return self.labels.get(rel, "—")
         if column == 2:

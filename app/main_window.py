@@ -18,6 +18,7 @@ from lrpseg.app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHand
 from lrpseg.app.image_list import iter_rows
 from lrpseg.app.jobs_ui import JobController
 from lrpseg.app.list_panel import ListPanel
+from lrpseg.app.mask_editor import MaskEditor
 from lrpseg.app.side_panel import SidePanel
 from lrpseg.app.train_dialog import TrainSettingsDialog
 from lrpseg.app.viewer import ImageViewer
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.jobs = self.job_controller.jobs
         self.progress, self.cancel_button = self.job_controller.progress, self.job_controller.cancel_button
         self._build_status_fields()
+        self.mask_editor = MaskEditor(self)
         self.commands = build_actions(self)
         model_menu = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Model")
         self.models.attach_history_menu(model_menu)
@@ -84,6 +86,7 @@ class MainWindow(QMainWindow):
         self.panel.mask_style.currentTextChanged.connect(
             lambda style: self.commands["outline"].setChecked(style == "outline"))
         self.jobs.changed.connect(self.update_actions)
+        self.mask_editor.changed.emit()
         self.update_actions()
         self.update_status()
         self.viewer.show_message("Open a folder of images (Ctrl+O)")
@@ -167,7 +170,9 @@ class MainWindow(QMainWindow):
         model_id = session.known_model_id(project.model_path)
         probabilities = project.predictions(model_id) if model_id else {}
         self.setWindowTitle(f"lrpseg — {folder}")
+        self.mask_editor.set_project(project)
         self.list_panel.set_images(folder, project.images(), project.labels(), probabilities)
+        self.list_model.set_all_corrected(self.mask_editor.corrected)
         if not self.list_model.rowCount():
             self.viewer.set_image(None, "No images in this folder")
         if project.scan_problems:
@@ -179,6 +184,7 @@ class MainWindow(QMainWindow):
 
     def _close_project(self) -> None:
         self.thresholds.flush()
+        self.mask_editor.set_project(None)  # stores pending corrections first
         if self.service is not None:
             self.service.shutdown()
             self.service.deleteLater()
@@ -372,12 +378,19 @@ class MainWindow(QMainWindow):
             self.step(1)
 
     def undo(self) -> None:
-        """Undo the last label change and show the image it touched (Ctrl+Z)."""
-        self._history("undo", "Nothing to undo")
+        """Undo the last label change and show the image it touched (Ctrl+Z); with the brush or eraser in
+        hand, undo the current image's last stroke instead."""
+        if self.mask_editor.tool is not None:
+            self.mask_editor.undo()
+        else:
+            self._history("undo", "Nothing to undo")
 
     def redo(self) -> None:
-        """Redo the last undone label change (Ctrl+Shift+Z)."""
-        self._history("redo", "Nothing to redo")
+        """Redo the last undone label change (Ctrl+Shift+Z), or stroke with the brush or eraser in hand."""
+        if self.mask_editor.tool is not None:
+            self.mask_editor.redo()
+        else:
+            self._history("redo", "Nothing to redo")
 
     def _history(self, name: str, empty: str) -> None:
         if self.project is None:

@@ -4,7 +4,13 @@ Both overlays are uint8 images coloured by a 256-entry lookup table, so Qt draws
 score map is converted to uint8 once per image (:meth:`ImageViewer.set_score`); moving the threshold only
 swaps the mask's lookup table (entries at or above the threshold coloured, the rest transparent), which
 keeps a slider tick within a few milliseconds even at 2048² (DESIGN.md §4). The outline style needs the
-mask's border, which no lookup table can give, so it recomputes a uint8 edge image per tick.
+mask's border, which no lookup table can give: a pixel is on the border when it is in the mask and the lowest
+score in its neighbourhood is not, so the neighbourhood minimum is computed once per score map
+(:func:`outline_minimum`) and a tick only compares two uint8 images with the threshold.
+
+A hand-corrected mask (:meth:`ImageViewer.set_manual_mask`) replaces the thresholded score while it is shown;
+the mask editor changes it in place and reports the changed box (:meth:`ImageViewer.manual_mask_changed`), so
+a brush stroke re-renders the overlay without recomputing anything else.
 """
 
 from __future__ import annotations
@@ -70,6 +76,39 @@ def threshold_index(threshold: float) -> int:
     return int(np.clip(math.ceil(threshold * 255.0 - 1e-6), 0, 256))
 
 
+def outline_width(shape: tuple[int, ...]) -> int:
+    """Half-width in pixels of the mask outline for an image of ``shape`` (about 1/400 of its long side)."""
+    return max(1, round(max(shape[:2]) / 400))
+
+
+def outline_minimum(index: np.ndarray) -> np.ndarray:
+    """The lowest uint8 value in each pixel's :func:`outline_width` neighbourhood (outside counts as high)."""
+    width = outline_width(index.shape)
+    return cv2.erode(index, np.ones((2 * width + 1, 2 * width + 1), np.uint8))
+
+
+class OutlineRenderer:
+    """The outline of ``index >= first`` for one uint8 score map, per threshold tick.
+
+    A pixel is on the outline when it is in the mask and the lowest score in its neighbourhood is not; the
+    neighbourhood minimum is computed once (:func:`outline_minimum`), so a tick is two uint8 comparisons (as
+    OpenCV thresholds) and an AND, into buffers allocated once: fresh 4 MiB arrays per tick at 2048² cost
+    more in page faults than the arithmetic.
+    """
+
+    def __init__(self, index: np.ndarray) -> None:
+        self.index = index
+        self.minimum = outline_minimum(index)
+        self._inside = np.empty_like(index)
+        self._border = np.empty_like(index)
+
+    def render(self, first: int) -> np.ndarray:
+        """0/1 outline for :func:`threshold_index` ``first`` (0..256); the returned buffer is reused."""
+        cv2.threshold(self.index, first - 1, 1, cv2.THRESH_BINARY, dst=self._inside)
+        cv2.threshold(self.minimum, first - 1, 1, cv2.THRESH_BINARY_INV, dst=self._border)
+        return cv2.bitwise_and(self._inside, self._border, dst=self._inside)
+
+
 def mask_lut(
     threshold: float, colour: tuple[int, int, int] = MASK_COLOUR, enabled: bool = True
 ) -> np.ndarray:
@@ -87,9 +126,12 @@ class ImageViewer(pg.GraphicsView):
     -------
     hovered(x, y)
         Image pixel under the mouse (``-1, -1`` when outside).
+    image_changed()
+        :meth:`set_image` showed another image (or none); a hand-corrected mask goes with the old one.
     """
 
     hovered = Signal(int, int)
+    image_changed = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent, background=QColor("#0d1117"))
@@ -116,6 +158,9 @@ class ImageViewer(pg.GraphicsView):
         self.mask_enabled = True
         self.threshold = 0.5
         self._score_index: np.ndarray | None = None
+        self._outline_renderer: OutlineRenderer | None = None
+        self._manual: np.ndarray | None = None
+        self._manual_outline: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
         self.heatmap_scale = 1.0
         self.set_heatmap_opacity(HEATMAP_OPACITY)
@@ -125,12 +170,14 @@ class ImageViewer(pg.GraphicsView):
     # ----------------------------------------------------------------- image
     def set_image(self, rgb: np.ndarray | None, message: str = "") -> None:
         """Show an (H, W, 3) uint8 image (or nothing) and clear the overlays; fit it into the view."""
+        self._manual = self._manual_outline = None
         self.clear_overlays()
         if rgb is None:
             self.image_item.clear()
             self._shape = None
             self.show_message(message or "No image")
             self.fit()  # centres the message; the last image's range would put it in a corner
+            self.image_changed.emit()
             return
         self.image_item.setImage(rgb, autoLevels=False, levels=None)
         new_shape = rgb.shape[:2]
@@ -139,6 +186,11 @@ class ImageViewer(pg.GraphicsView):
         self.show_message(message)
         if refit:
             self.fit()
+        self.image_changed.emit()
+
+    def image_shape(self) -> tuple[int, int] | None:
+        """``(height, width)`` of the image on screen, or None."""
+        return self._shape
 
     def show_message(self, text: str) -> None:
         """Centre a short text over the view (empty hides it)."""
@@ -162,7 +214,9 @@ class ImageViewer(pg.GraphicsView):
         """Remove heatmap and mask (e.g. while the next image's analysis runs)."""
         self.heatmap_item.clear()
         self.mask_item.clear()
-        self._score_index = None
+        self._score_index = self._outline_renderer = None
+        if self._manual is not None:
+            self._render_mask(new_image=True)
 
     # ----------------------------------------------------------------- overlays
     def set_relevance(self, relevance: np.ndarray, valid: np.ndarray | None = None) -> None:
@@ -181,6 +235,7 @@ class ImageViewer(pg.GraphicsView):
         A float score in [0, 1] is converted with :func:`score_to_index`; a uint8 map is taken as converted.
         """
         self._score_index = score if score.dtype == np.uint8 else score_to_index(score)
+        self._outline_renderer = None
         self.mask_enabled = enabled
         self.threshold = float(threshold)
         self._render_mask(new_image=True)
@@ -188,14 +243,20 @@ class ImageViewer(pg.GraphicsView):
     def set_threshold(self, threshold: float) -> None:
         """Move the mask threshold: a new lookup table in fill style, a new edge image in outline style."""
         self.threshold = float(threshold)
-        if self._score_index is not None:
+        if self._score_index is not None and self._manual is None:
             self._render_mask(new_image=False)
 
     def _render_mask(self, new_image: bool) -> None:
+        if self._manual is not None:
+            self._render_manual()
+            return
         if self._score_index is None:
             return
         if self.mask_style == "outline":
-            self.mask_item.setImage(self._outline(), autoLevels=False, levels=None)
+            if self._outline_renderer is None:
+                self._outline_renderer = OutlineRenderer(self._score_index)
+            outline = self._outline_renderer.render(threshold_index(self.threshold))
+            self.mask_item.setImage(outline, autoLevels=False, levels=None)
             self.mask_item.setLookupTable(self._outline_lut())
         else:
             if new_image:
@@ -203,23 +264,72 @@ class ImageViewer(pg.GraphicsView):
             self.mask_item.setLookupTable(mask_lut(self.threshold, enabled=self.mask_enabled))
         self.mask_item.setVisible(self.mask_visible)
 
-    def _outline_lut(self) -> np.ndarray:
+    def _outline_lut(self, enabled: bool | None = None) -> np.ndarray:
         lut = np.zeros((256, 4), dtype=np.uint8)
-        if self.mask_enabled:
+        if self.mask_enabled if enabled is None else enabled:
             lut[1] = (*MASK_COLOUR, 255)
         return lut
 
-    def _outline(self) -> np.ndarray:
-        mask = (self._score_index >= threshold_index(self.threshold)).astype(np.uint8)
-        width = max(1, round(max(mask.shape) / 400))
-        kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
-        return cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel) & mask
+    # ----------------------------------------------------------------- hand-corrected mask
+    def set_manual_mask(self, mask: np.ndarray | None) -> None:
+        """Show ``mask`` (bool, the image's size) instead of the thresholded score, or go back with None.
+
+        The array is kept by reference: edit it in place and call :meth:`manual_mask_changed`.
+        """
+        if mask is not None and (mask.dtype != np.bool_ or mask.shape != self._shape):
+            raise ValueError(f"a manual mask must be a boolean array of the image's shape {self._shape}")
+        self._manual = None if mask is None else mask.view(np.uint8)
+        self._manual_outline = None
+        self._render_mask(new_image=True)
+
+    def manual_mask(self) -> np.ndarray | None:
+        """The hand-corrected mask on screen (bool), or None."""
+        return None if self._manual is None else self._manual.view(np.bool_)
+
+    def manual_mask_changed(self, box: tuple[int, int, int, int] | None = None) -> None:
+        """Repaint after the manual mask changed in place; ``box`` = ``(y0, y1, x0, x1)`` (None: anywhere)."""
+        if self._manual is None:
+            return
+        if self.mask_style == "outline" and self._manual_outline is not None and box is not None:
+            # The outline of a pixel depends on the mask within ``width`` of it: recompute the box grown by
+            # ``width`` from the mask grown by twice that (cv2.erode treats the image's outside as mask, like
+            # the full computation, but a cut inside the image would not be: keep away from those edges).
+            width = outline_width(self._manual.shape)
+            height, full_width = self._manual.shape
+            ry0, ry1 = max(0, box[0] - 2 * width), min(height, box[1] + 2 * width)
+            rx0, rx1 = max(0, box[2] - 2 * width), min(full_width, box[3] + 2 * width)
+            uy0, uy1 = max(0, box[0] - width), min(height, box[1] + width)
+            ux0, ux1 = max(0, box[2] - width), min(full_width, box[3] + width)
+            outline = self._outline_of_manual(self._manual[ry0:ry1, rx0:rx1])
+            self._manual_outline[uy0:uy1, ux0:ux1] = outline[uy0 - ry0 : uy1 - ry0, ux0 - rx0 : ux1 - rx0]
+            self.mask_item.setImage(self._manual_outline, autoLevels=False, levels=None)
+        else:
+            self._render_manual()
+
+    def _render_manual(self) -> None:
+        if self.mask_style == "outline":
+            self._manual_outline = self._outline_of_manual(self._manual)
+            self.mask_item.setImage(self._manual_outline, autoLevels=False, levels=None)
+        else:
+            self.mask_item.setImage(self._manual, autoLevels=False, levels=None)
+        self.mask_item.setLookupTable(self._outline_lut(enabled=True))
+        self.mask_item.setVisible(self.mask_visible)
+
+    def _outline_of_manual(self, mask: np.ndarray) -> np.ndarray:
+        width = outline_width(self._manual.shape)
+        return cv2.bitwise_and(mask, 1 - cv2.erode(mask, np.ones((2 * width + 1, 2 * width + 1), np.uint8)))
 
     def displayed_mask(self) -> np.ndarray | None:
         """The boolean mask the overlay currently shows (fill style), for tests and checks."""
+        if self._manual is not None:
+            return self._manual.view(np.bool_).copy()
         if self._score_index is None or not self.mask_enabled:
             return None
         return self._score_index >= threshold_index(self.threshold)
+
+    def automatic_mask_shown(self) -> bool:
+        """Whether the overlay shows a thresholded score (not a hand-corrected mask, not nothing)."""
+        return self._manual is None and self._score_index is not None and self.mask_enabled
 
     def set_heatmap_visible(self, visible: bool) -> None:
         """Toggle the relevance heatmap."""
