@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lrpseg.app.thumbnails import THUMB_SIZE, ThumbnailLoader
 from lrpseg.app.workers import display_text
-from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.labels import DAMAGED, UNDAMAGED, predicted_label
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -129,7 +129,7 @@ class ImageListModel(QAbstractTableModel):
         p = self.probabilities.get(rel)
         if p is None:
             return None
-        return DAMAGED if p >= 0.5 else UNDAMAGED
+        return predicted_label(p)
 
     def disagrees(self, rel: str) -> bool:
         """Whether ``rel`` has a label and a prediction that differ."""
@@ -251,10 +251,6 @@ class ImageListModel(QAbstractTableModel):
         """The view row showing ``rel`` (``None`` when filtered out)."""
         pos = self._position.get(rel)
         return None if pos is None else self._row_of.get(pos)
-
-    def order_position(self, row: int) -> int:
-        """Index into :attr:`paths` of view row ``row``."""
-        return self.order[row]
 
     def rel_at(self, row: int) -> str | None:
         """Relative path shown in view row ``row``."""

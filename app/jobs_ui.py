@@ -159,12 +159,27 @@ class JobController(QObject):
         if w.project is None or w.handle is None:
             w.error("No model", "Train a model (Ctrl+T) before exporting masks.")
             return
-        out = QFileDialog.getExistingDirectory(w, "Export masks to", str(w.root / "masks"))
-        if out:
-            self.export_masks(Path(out), selection_only)
+        suggested = session.suggested_export_folder(w.root)
+        out = QFileDialog.getExistingDirectory(w, "Export masks to", str(suggested))
+        if not out:
+            return
+        overwrite = False
+        if session.holds_masks(Path(out)):
+            answer = QMessageBox.question(
+                w, "Masks exist",
+                f"{out} already holds masks.\n\nReplace them? (No keeps every existing file and writes only the "
+                "missing ones.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.No,
+            )
+            if answer == QMessageBox.StandardButton.Cancel:
+                return
+            overwrite = answer == QMessageBox.StandardButton.Yes
+        self.export_masks(Path(out), selection_only, overwrite=overwrite)
 
-    def export_masks(self, out_dir: Path, selection_only: bool = False, overwrite: bool = True) -> bool:
-        """Write masks (each image's own threshold) and a report to ``out_dir`` in the background."""
+    def export_masks(self, out_dir: Path, selection_only: bool = False, overwrite: bool = False) -> bool:
+        """Write masks (each image's own threshold) and a report to ``out_dir`` in the background; existing files
+        are kept unless ``overwrite``."""
         w = self.window
         if w.project is None or w.handle is None or self.busy():
             return False

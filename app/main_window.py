@@ -293,7 +293,7 @@ class MainWindow(QMainWindow):
 
     def _analysed(self, key: AnalysisKey, analysis, view) -> None:
         self.analyses.put(key, (analysis, view))
-        if (self.handle is not None and key.model_id == self.handle.model_id and analysis.mode == "crop"
+        if (self.handle is not None and key.model_id == self.handle.model_id
                 and key.rel not in self.list_model.probabilities):
             self.models.predicted(key.model_id, {key.rel: analysis.probability})
         if key == self.key(self.current):

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 from lrpseg.app.analysis import ModelHandle
-from lrpseg.app.viewer import relevance_to_uint8, score_to_index
+from lrpseg.app.viewer import relevance_to_uint8
 from lrpseg.core.adoption import Verdict, train_candidate
 from lrpseg.core.cancel import CancelToken
 from lrpseg.core.export_run import ExportOptions, export_workflow, start_export
 from lrpseg.core.images import ImageReadError, probe_image
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from lrpseg.core.model_registry import ModelRegistry, model_id
-from lrpseg.core.segment import component_densities, domain_values
+from lrpseg.core.segment import component_densities, domain_values, score_to_uint8
 from lrpseg.core.train import TrainConfig
 from lrpseg.core.train_defaults import default_train_settings
 from lrpseg.core.workflow import (  # noqa: F401  (the window reads the defaults and choices from here)
@@ -160,6 +160,23 @@ class ExportPlan:
         )
 
 
+def suggested_export_folder(root: Path) -> Path:
+    """Where the Export dialog starts: ``<folder>-masks`` beside the image folder (created), never inside it,
+    so exported masks never show up as images on the next open. Falls back to the home folder when the
+    sibling cannot be created."""
+    folder = root.parent / f"{root.name}-masks"
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        return Path.home()
+    return folder
+
+
+def holds_masks(folder: Path) -> bool:
+    """Whether ``folder`` already holds PNG files an export could replace."""
+    return folder.is_dir() and any(folder.glob("*.png"))
+
+
 def describe_export(summary: dict, out_dir: Path) -> str:
     """One status line about a finished export."""
     text = f"Exported {summary.get('masks_written', 0)} masks to {out_dir}"
@@ -218,7 +235,7 @@ class ViewData:
 def prepare_view(analysis) -> ViewData:
     """The uint8 heatmap and score indices (:mod:`app.viewer`'s conversions) and the histograms."""
     heatmap, _ = relevance_to_uint8(analysis.relevance, analysis.valid)
-    return ViewData(heatmap, score_to_index(analysis.segmentation.score), distribution(analysis))
+    return ViewData(heatmap, score_to_uint8(analysis.segmentation.score), distribution(analysis))
 
 
 def distribution(analysis) -> Distribution:

@@ -179,6 +179,11 @@ class ThumbnailLoader(QObject):
         for rel in rels or ():
             self._failed.pop(rel, None)
 
+    def is_idle(self) -> bool:
+        """Whether every requested thumbnail has been decoded and its result delivered to the GUI thread."""
+        with self._lock:
+            return not self._queued
+
     def _done(self, rel: str) -> None:
         with self._lock:
             self._queued.discard(rel)

@@ -86,7 +86,7 @@ def list_samples(root: Path, classes: dict[str, int] | None = None, limit: int |
     Parameters
     ----------
     root
-        The dataset folder (``shared/datasets/magnetic_tile``).
+        The extracted Magnetic Tile dataset folder (one sub-folder per class, e.g. ``MT_Crack/Imgs``).
     classes
         Class folder -> target; default :data:`PAPER_CLASSES`.
     limit

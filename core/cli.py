@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -283,12 +284,14 @@ def run_train(args) -> int:
 
 
 def _export_options(args) -> ExportOptions:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CommandError(f"--threshold {args.threshold:g} is not a score in [0, 1]")
     return ExportOptions(
         overwrite=args.overwrite, write_scores=not args.no_scores, write_coco=args.coco, threshold=args.threshold
     )
 
 
-def _segment_project(args, device) -> MaskExport:
+def _segment_project(args, device, options: ExportOptions) -> MaskExport:
     """``segment --project``: the app's export of the folder (:func:`core.export_run.export_workflow`)."""
     from lrpseg.core.project import Project
     from lrpseg.core.workflow import Workflow
@@ -301,13 +304,13 @@ def _segment_project(args, device) -> MaskExport:
         for path, reason in project.scan_problems:
             print(f"skipped {path}: {reason}", file=sys.stderr)
         rels = project.images()
-        export = start_export(workflow, args.out, _export_options(args), tool="lrpseg segment")
+        export = start_export(workflow, args.out, options, tool="lrpseg segment")
         with tqdm(total=len(rels), unit="image", desc="segmenting", file=sys.stderr) as bar:
             export_workflow(workflow, rels, export, progress=lambda *_: bar.update(1))
     return export
 
 
-def _segment_folder(args, device) -> MaskExport:
+def _segment_folder(args, device, options: ExportOptions) -> MaskExport:
     """``segment IMAGES --model M``: every image of a folder, no project."""
     from lrpseg.core.pipeline import segment_folder
 
@@ -328,7 +331,7 @@ def _segment_folder(args, device) -> MaskExport:
         "tool": "lrpseg segment",
     }
     root = args.images if args.images.is_dir() else args.images.parent
-    export = MaskExport(args.out, provenance, _export_options(args), root=root)
+    export = MaskExport(args.out, provenance, options, root=root)
     for path, reason in problems:
         export.export_one(Outcome(path, error=f"{path}: {reason}"))
     outcomes = segment_folder(
@@ -342,13 +345,14 @@ def _segment_folder(args, device) -> MaskExport:
 
 
 def run_segment(args) -> int:
+    options = _export_options(args)
     device = resolve_device(args.device)
     if args.project is not None:
         if args.images is not None:
             raise CommandError("give either an image folder or --project, not both")
-        export = _segment_project(args, device)
+        export = _segment_project(args, device, options)
     else:
-        export = _segment_folder(args, device)
+        export = _segment_folder(args, device, options)
     for record in export.records:
         if record.error:
             print(f"error: {record.error}", file=sys.stderr)
@@ -372,10 +376,22 @@ def run_evaluate(args) -> int:
         curve_path.parent.mkdir(parents=True, exist_ok=True)
         plot_pr_curves({"lrpseg": result.curve}, result.metrics["no_skill_precision"], curve_path)
     if args.json:
-        print(json.dumps(result.metrics))
+        print(json.dumps(_strict_json(result.metrics), allow_nan=False))
     else:
         print(metrics_table(result.metrics))
     return 0
+
+
+def _strict_json(value):
+    """``value`` with every NaN or infinity replaced by None (``null``): strict JSON readers reject ``NaN``,
+    and an undefined metric (precision when nothing is marked) is exactly what ``null`` says."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run_labels(args) -> int:

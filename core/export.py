@@ -1,15 +1,18 @@
 """Writing masks, score maps, COCO JSON and provenance for a batch of analysed images.
 
-Every file is written atomically (temporary file + rename, :mod:`core.atomic`), so an interrupted export never
-leaves a half-written file under a final name, and existing files are kept unless ``overwrite`` is set: an
-export never destroys masks a user already has.
+Every file is written atomically (temporary file + rename, :mod:`lrpseg.core.atomic`), so an interrupted export
+never leaves a half-written file under a final name, and existing files are kept unless ``overwrite`` is set: an
+export never destroys masks a user already has. Keeping is decided by the atomic no-overwrite link itself, not
+by a check before writing, so a file that appears meanwhile (another export into the same folder) is kept too.
 
 Layout of an export folder::
 
     <stem>.png               0/255 mask at the original image size (empty for images classified undamaged)
-    scores/<stem>.npy        score map in [0, 1] (float16) when ``write_scores``
+    scores/<stem>.npy        score map in [0, 1] (float32) when ``write_scores``: for an image classified damaged,
+                             (score >= threshold) & (score > 0) is exactly its mask
     scores/<stem>.png        the same, 8-bit, for a quick look
-    annotations.coco.json    COCO instances with uncompressed RLE masks when ``write_coco``
+    annotations.coco.json    COCO instances with uncompressed RLE masks when ``write_coco`` (``file_name`` is the
+                             image's path relative to the image folder)
     lrpseg-report.json       per-image probability, decision, threshold, files written, errors
     provenance.json          model hash, rule set, segmenter, thresholds, lrpseg version
 """
@@ -27,8 +30,11 @@ import cv2
 import numpy as np
 from lrpseg.core import __version__
 from lrpseg.core.atomic import atomic_write_bytes
+from lrpseg.core.image_folders import EXPORT_MARKER
+from lrpseg.core.labels import is_damaged
+from lrpseg.core.segment import score_to_uint8
 
-REPORT_NAME = "lrpseg-report.json"
+REPORT_NAME = EXPORT_MARKER  # the scanner recognises export folders by it
 PROVENANCE_NAME = "provenance.json"
 COCO_NAME = "annotations.coco.json"
 SCORES_DIR = "scores"
@@ -45,11 +51,6 @@ def encode_png(array: np.ndarray) -> bytes:
 def mask_to_uint8(mask: np.ndarray) -> np.ndarray:
     """A boolean mask as 0/255 uint8."""
     return np.where(mask, 255, 0).astype(np.uint8)
-
-
-def score_to_uint8(score: np.ndarray) -> np.ndarray:
-    """A score map in [0, 1] as 0-255 uint8 (rounded; NaN counts as 0)."""
-    return np.round(np.nan_to_num(np.clip(score, 0.0, 1.0)) * 255.0).astype(np.uint8)
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -121,6 +122,9 @@ class Exporter:
         Replace existing files; otherwise they are kept and listed under ``kept_existing``.
     write_scores, write_coco
         Also write score maps / a COCO JSON.
+    root
+        The image folder: COCO ``file_name`` is the image's path relative to it (the file name alone when an
+        image lies outside it or no folder is given).
     """
 
     def __init__(
@@ -130,8 +134,10 @@ class Exporter:
         overwrite: bool = False,
         write_scores: bool = True,
         write_coco: bool = False,
+        root: Path | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.root = None if root is None else Path(root)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.overwrite = overwrite
         self.write_scores = write_scores
@@ -154,11 +160,12 @@ class Exporter:
         return name
 
     def _write(self, path: Path, data: bytes, record: ExportedImage) -> bool:
-        if path.exists() and not self.overwrite:
-            record.kept_existing.append(path.name)
-            return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        try:
+            atomic_write_bytes(path, data, overwrite=self.overwrite)
+        except FileExistsError:
+            record.kept_existing.append(path.relative_to(self.out_dir).as_posix())
+            return False
         return True
 
     def add(
@@ -180,7 +187,7 @@ class Exporter:
             image=str(image_path),
             probability=probability,
             threshold=threshold,
-            damaged=None if probability is None else bool(probability >= 0.5),
+            damaged=None if probability is None else bool(is_damaged(probability)),
             error=error,
         )
         self.records.append(record)
@@ -202,7 +209,7 @@ class Exporter:
             record.mask = mask_path.name
         if self.write_scores and score is not None:
             buffer = io.BytesIO()
-            np.save(buffer, score.astype(np.float16))
+            np.save(buffer, score.astype(np.float32, copy=False))
             npy_path = self.out_dir / SCORES_DIR / f"{name}.npy"
             if self._write(npy_path, buffer.getvalue(), record):
                 record.scores = f"{SCORES_DIR}/{npy_path.name}"
@@ -211,7 +218,10 @@ class Exporter:
     def _add_coco(self, image_path: Path, mask: np.ndarray) -> None:
         image_id = len(self._coco_images) + 1
         height, width = mask.shape
-        self._coco_images.append({"id": image_id, "file_name": image_path.name, "height": height, "width": width})
+        file_name = image_path.name
+        if self.root is not None and image_path.is_relative_to(self.root):
+            file_name = image_path.relative_to(self.root).as_posix()
+        self._coco_images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         if not mask.any():
             return
         ys, xs = np.nonzero(mask)

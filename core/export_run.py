@@ -94,6 +94,7 @@ class MaskExport:
             overwrite=self.options.overwrite,
             write_scores=self.options.write_scores,
             write_coco=self.options.write_coco,
+            root=self.root,
         )
 
     @property
@@ -138,7 +139,15 @@ class MaskExport:
         )
 
     def finish(self) -> dict:
-        """Write the report, provenance and COCO files; return the summary (with ``out_dir``)."""
+        """Write the report, provenance and COCO files; return the summary (with ``out_dir``).
+
+        The provenance lists only the threshold overrides of the masks this run wrote.
+        """
+        if self.options.threshold is None:
+            written = {self._rel(Path(r.image)) for r in self.records if r.mask is not None}
+            self.exporter.provenance["threshold_overrides"] = {
+                rel: value for rel, value in self.thresholds.items() if rel in written
+            }
         summary = self.exporter.finish()
         summary["out_dir"] = str(self.out_dir)
         self.summary = summary

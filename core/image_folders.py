@@ -9,7 +9,11 @@ from typing import NamedTuple
 
 from lrpseg.core.image_headers import READ_FORMATS, SUPPORTED_SUFFIXES, UNSUPPORTED_SUFFIXES
 
-__all__ = ["FolderScan", "link_problem", "list_images", "scan_folder"]
+__all__ = ["EXPORT_MARKER", "FolderScan", "link_problem", "list_images", "scan_folder"]
+
+#: The report every lrpseg export folder holds: a sub-folder with this file is lrpseg's own output (masks and
+#: score maps), not images to label, and is skipped.
+EXPORT_MARKER = "lrpseg-report.json"
 
 
 class FolderScan(NamedTuple):
@@ -34,7 +38,8 @@ def link_problem(path: Path) -> str | None:
 def scan_folder(folder: str | os.PathLike[str], recursive: bool = True) -> FolderScan:
     """List the candidate image files of a folder by suffix, without decoding them.
 
-    Hidden files and folders (name starting with ``.``, e.g. the project store ``.lrpseg``) are skipped.
+    Hidden files and folders (name starting with ``.``, e.g. the project store ``.lrpseg``) are skipped, and so are
+    sub-folders holding an lrpseg export (:data:`EXPORT_MARKER`), whose masks would otherwise come back as images.
     Symbolic links are followed, but a folder reached twice (a link loop or two links to one folder) is
     listed once. Suffixes are matched case-insensitively against :data:`SUPPORTED_SUFFIXES`.
 
@@ -77,7 +82,7 @@ def scan_folder(folder: str | os.PathLike[str], recursive: bool = True) -> Folde
                 st = os.stat(os.path.join(dirpath, name))
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) not in seen:
+            if (st.st_dev, st.st_ino) not in seen and not os.path.isfile(os.path.join(dirpath, name, EXPORT_MARKER)):
                 seen.add((st.st_dev, st.st_ino))
                 keep.append(name)
         dirnames[:] = keep

@@ -9,7 +9,8 @@ Before decoding, the container header is checked (:mod:`lrpseg.core.image_header
 :data:`MAX_PIXELS` and truncated files are refused. Folder scanning lives in :mod:`lrpseg.core.image_folders`;
 its names are re-exported here.
 
-Images are returned as (H, W) gray or (H, W, 3) RGB arrays of dtype uint8 or uint16; alpha is dropped. EXIF
+Images are returned as (H, W) gray or (H, W, 3) RGB arrays of dtype uint8 or uint16; alpha is dropped. 32-bit
+float TIFFs are scaled by their finite minimum and maximum to uint16 (NaN and infinite samples become 0). EXIF
 orientation is ignored on purpose: masks are delivered on the file's own pixel grid.
 """
 
@@ -162,9 +163,25 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> np
     return _normalise(path, image)
 
 
+def _float_to_uint16(path: Path, image: np.ndarray) -> np.ndarray:
+    """A floating-point image (thermal, depth, microscopy exports) scaled by its finite minimum and maximum to
+    the full 16-bit range; NaN and infinite samples become 0."""
+    finite = np.isfinite(image)
+    if not finite.any():
+        raise ImageReadError(path, "floating-point image without a finite sample (all NaN or infinite)")
+    low, high = float(image[finite].min()), float(image[finite].max())
+    span = high - low if high > low else 1.0
+    scaled = np.where(finite, (np.clip(image, low, high) - low) / span * 65535.0, 0.0)
+    return np.rint(scaled).astype(np.uint16)
+
+
 def _normalise(path: Path, image: np.ndarray) -> np.ndarray:
+    if image.dtype in (np.float32, np.float64):
+        image = _float_to_uint16(path, image)
     if image.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(path, f"unsupported sample type {image.dtype} (8- and 16-bit integers are read)")
+        raise ImageReadError(
+            path, f"unsupported sample type {image.dtype} (8- and 16-bit integers and 32-bit floats are read)"
+        )
     if image.ndim == 3 and image.shape[2] in (1, 2):  # gray, gray + alpha
         image = image[:, :, 0]
     if image.ndim == 2:

@@ -27,17 +27,32 @@ from lrpseg.core.images import list_images
 
 __all__ = [
     "DAMAGED",
+    "DAMAGED_THRESHOLD",
     "LABELS",
     "SYNONYMS",
     "UNDAMAGED",
+    "is_damaged",
     "labels_from_folders",
     "normalise_label",
+    "predicted_label",
     "read_labels",
     "write_labels",
 ]
 
 DAMAGED = "damaged"
 UNDAMAGED = "undamaged"
+#: The classifier calls an image damaged when P(damaged) is at least this.
+DAMAGED_THRESHOLD = 0.5
+
+
+def is_damaged(probability: float) -> bool:
+    """The classifier's decision: P(damaged) ≥ :data:`DAMAGED_THRESHOLD`."""
+    return probability >= DAMAGED_THRESHOLD
+
+
+def predicted_label(probability: float) -> str:
+    """:data:`DAMAGED` or :data:`UNDAMAGED`, as the classifier decides for ``probability``."""
+    return DAMAGED if is_damaged(probability) else UNDAMAGED
 #: The two labels, in class-index order (index 1 = damaged).
 LABELS = (UNDAMAGED, DAMAGED)
 

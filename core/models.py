@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lrpseg.core.labels import LABELS
 from torch import nn
 
 __all__ = [
@@ -35,7 +36,7 @@ CONV_LAYER_NAMES = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "conv4_1", "conv
 FC_LAYER_NAMES = {"128n": ("fc1", "fc2", "fc3"), "onefc": ("fc",)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_CLASS_NAMES = ("undamaged", "damaged")
+DEFAULT_CLASS_NAMES = LABELS  # index 1 = damaged: the class LRP explains
 
 # VGG-11 ("A"): output channels per conv layer; a max-pool follows the layers in _POOL_AFTER.
 _CONV_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)

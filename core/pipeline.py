@@ -9,6 +9,15 @@ benchmarks all call it. Two ways to cover an image:
 - ``"tile"``: overlapping input-size windows over the whole (upscaled) image, relevance stitched, so the mask
   covers every pixel. The image's probability is the largest window probability.
 
+An image has one probability, by the rule of its mode: :func:`predict` (the list, its sort and filters) and
+:func:`explain_image` (the mask's gate) give the same decision.
+
+Maps go back to the image's own grid with area averaging (``cv2.INTER_AREA``): the model's grid is never coarser
+than the image's, and bilinear sampling would skip pixels at shrink factors above 2 and lose thin cracks.
+No mask pixel lies outside the explained region (``Analysis.valid``), whatever the threshold: scores are 0 there,
+and a mask pixel needs a positive score (:func:`mask_from_score`), so re-thresholding an exported score map
+reproduces the exported mask exactly.
+
 ``"auto"`` tiles when the image is more than :data:`TILE_FACTOR` times the input size on a side, else crops.
 Following the paper, only images the classifier calls damaged get a mask; the relevance is computed either way
 when asked for, so a viewer can still show it.
@@ -26,6 +35,7 @@ import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.device import resolve_device
 from lrpseg.core.images import MAX_PIXELS, ImageReadError, read_image
+from lrpseg.core.labels import is_damaged
 from lrpseg.core.lrp import explain
 from lrpseg.core.models import VGGA
 from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
@@ -35,7 +45,6 @@ from lrpseg.core.train import predict_probabilities
 MODES = ("auto", "crop", "tile")
 TILE_FACTOR = 1.5
 MAX_TILES = 1024
-DAMAGED_THRESHOLD = 0.5
 
 __all__ = [
     "MODES",
@@ -44,6 +53,7 @@ __all__ = [
     "Outcome",
     "analyse",
     "explain_image",
+    "mask_from_score",
     "predict",
     "resegment",
     "resolve_device",
@@ -68,8 +78,8 @@ class Analysis:
 
     @property
     def damaged(self) -> bool:
-        """The classifier's decision (P(damaged) ≥ 0.5)."""
-        return self.probability >= DAMAGED_THRESHOLD
+        """The classifier's decision (:func:`is_damaged`)."""
+        return is_damaged(self.probability)
 
     @property
     def threshold(self) -> float:
@@ -80,8 +90,16 @@ class Analysis:
         """The mask at ``threshold`` (default: the segmenter's); empty for images classified undamaged."""
         if not self.damaged:
             return np.zeros(self.relevance.shape, dtype=bool)
-        t = self.threshold if threshold is None else threshold
-        return self.segmentation.score >= t
+        return mask_from_score(self.segmentation.score, self.threshold if threshold is None else threshold)
+
+
+def mask_from_score(score: np.ndarray, threshold: float) -> np.ndarray:
+    """The mask of a score map at ``threshold``: score ≥ threshold and above 0.
+
+    A score of 0 means no evidence at all (outside the explained region, the half of the map BMM drops), so even
+    threshold 0 never marks such pixels.
+    """
+    return (score >= threshold) & (score > 0)
 
 
 @dataclass
@@ -109,16 +127,36 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 def predict(
-    model: VGGA, images: Sequence[np.ndarray], device: torch.device | None = None, batch_size: int = 16
+    model: VGGA,
+    images: Sequence[np.ndarray],
+    device: torch.device | None = None,
+    batch_size: int = 16,
+    mode: str = "auto",
 ) -> np.ndarray:
-    """P(damaged) per image from the centre crop (the paper's evaluation protocol)."""
+    """P(damaged) per image by the rule of its mode, as :func:`explain_image` computes it: the centre crop's
+    (the paper's evaluation protocol), or in tile mode the largest window probability."""
     device = device or _model_device(model)
-    probabilities = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        batch = torch.stack([prepare_eval(img, model.input_size, model.mean, model.std)[0] for img in chunk])
-        probabilities.append(predict_probabilities(model, batch, device, batch_size))
-    return np.concatenate(probabilities) if probabilities else np.zeros(0, dtype=np.float32)
+    probabilities = np.zeros(len(images), dtype=np.float32)
+    cropped = [i for i, img in enumerate(images) if choose_mode(img.shape, model.input_size, mode) == "crop"]
+    for start in range(0, len(cropped), batch_size):
+        chunk = cropped[start : start + batch_size]
+        batch = torch.stack([prepare_eval(images[i], model.input_size, model.mean, model.std)[0] for i in chunk])
+        probabilities[chunk] = predict_probabilities(model, batch, device, batch_size)
+    for i in sorted(set(range(len(images))) - set(cropped)):
+        windows, _ = tiles(_upscaled(images[i], model.input_size), model.input_size, model.mean, model.std)
+        probabilities[i] = predict_probabilities(model, windows, device, batch_size).max()
+    return probabilities
+
+
+def _upscaled(image: np.ndarray, input_size: int) -> np.ndarray:
+    """The image tile mode covers: upscaled so its short side is at least the input size (refused when the
+    tiling would be unbounded work)."""
+    height, width = image.shape[:2]
+    scale = max(1.0, input_size / min(height, width))
+    _check_tiling_work(height, width, scale, input_size)
+    if scale == 1.0:
+        return image
+    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
 
 
 def _check_tiling_work(height: int, width: int, scale: float, input_size: int) -> None:
@@ -135,7 +173,7 @@ def _check_tiling_work(height: int, width: int, scale: float, input_size: int) -
 def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
     if array.shape == (height, width):
         return array.astype(np.float32)
-    return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _explain_batch(model, batch, rule_set, maxpool, start="logodds", batch_size=8):
@@ -211,14 +249,8 @@ def explain_image(
         to_original = placement.to_original
         valid = placement.to_original(np.ones(cached[0].shape, np.float32)) > 0.5
     else:
-        scale = max(1.0, model.input_size / min(height, width))
-        _check_tiling_work(height, width, scale, model.input_size)
         if cached is None:
-            upscaled = (
-                cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-                if scale > 1.0
-                else image
-            )
+            upscaled = _upscaled(image, model.input_size)
             batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
             relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool, start)
             called_damaged = probability >= DAMAGED_THRESHOLD
@@ -238,10 +270,11 @@ def segment_explained(explained: ExplainedImage, segmenter: str = "bmm", seed: i
     """Segment an explained image and put relevance, score and mask on the image's own grid."""
     result = segment(explained.relevance, method=segmenter, seed=seed)
     score = explained.to_original(result.score).astype(np.float32)
+    score[~explained.valid] = 0.0
     full = SegmentationResult(
         score=score,
         threshold=result.threshold,
-        mask=score >= result.threshold,
+        mask=mask_from_score(score, result.threshold),
         params=result.params,
         method=result.method,
     )

@@ -135,7 +135,8 @@ class Placement:
         """Put an S×S map back onto the original image grid.
 
         The map is pasted at the crop position of a ``fill``-valued canvas of the resized shape, which is
-        then resized to the original shape with ``cv2.INTER_LINEAR`` (``INTER_NEAREST`` for boolean masks).
+        then shrunk to the original shape by area averaging (``cv2.INTER_AREA``: every pixel of the map counts,
+        so thin structures survive any factor; ``INTER_NEAREST`` for boolean masks).
 
         Parameters
         ----------
@@ -158,7 +159,7 @@ class Placement:
         canvas[y0 : y0 + size, x0 : x0 + size] = map_sxs
         if self.resized_shape != self.original_shape:
             height, width = self.original_shape
-            method = cv2.INTER_NEAREST if is_mask else cv2.INTER_LINEAR
+            method = cv2.INTER_NEAREST if is_mask else cv2.INTER_AREA
             canvas = cv2.resize(canvas, (width, height), interpolation=method)
         return canvas >= 0.5 if is_mask else canvas
 

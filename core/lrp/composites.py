@@ -3,7 +3,7 @@
 A rule table maps VGG-A layer names to rule names; ``"fc"`` stands for every fully connected layer:
 
 ========  ============  ==========================================================================
-name      stock rule    parameters (paper §3.3.1 and DESIGN.md §3)
+name      stock rule    parameters (paper §3.3.1; ε read as in Montavon's LRP tutorial)
 ========  ============  ==========================================================================
 zbox      ZBox          bounds: the normalised images of pixel values 0 and 1, per channel
 alpha_beta AlphaBeta    α = 2, β = 1

@@ -1,4 +1,4 @@
-"""Segmenters: relevance map -> score map in [0, 1], default threshold, mask (paper §3.3.2, DESIGN §3).
+"""Segmenters: relevance map -> score map in [0, 1], default threshold, mask (paper §3.3.2).
 
 ``SEGMENTERS`` maps a name to a function ``(relevance, seed=0, **options) -> SegmentationResult``; the CLI
 and the GUI read their choices from it. ``segment`` is the one entry point; ``component_densities`` and
@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 from lrpseg.core.segment import bmm, gmm, simple
-from lrpseg.core.segment.base import FILTER_BORDER, FILTER_SIZE, FIT_MAX_SAMPLES, SegmentationResult
+from lrpseg.core.segment.base import (
+    FILTER_BORDER,
+    FILTER_SIZE,
+    FIT_MAX_SAMPLES,
+    SegmentationResult,
+    score_to_uint8,
+)
 
 __all__ = [
     "FILTER_BORDER",
@@ -22,6 +28,7 @@ __all__ = [
     "SegmentationResult",
     "component_densities",
     "domain_values",
+    "score_to_uint8",
     "segment",
 ]
 

@@ -188,3 +188,11 @@ def finish(score: np.ndarray, threshold: float, params: dict[str, Any], method: 
     score32 = np.clip(score, 0.0, 1.0).astype(np.float32, copy=False)
     params.setdefault("degenerate", None)
     return SegmentationResult(score32, float(threshold), score32 >= np.float32(threshold), params, method)
+
+
+def score_to_uint8(score: np.ndarray) -> np.ndarray:
+    """A score map in [0, 1] as uint8 0..255 (rounded; NaN counts as 0): index i stands for score i/255.
+
+    The viewer draws these indices through a lookup table and exports store them as a quick-look PNG.
+    """
+    return np.rint(np.clip(np.nan_to_num(score), 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -23,7 +23,7 @@ EM, with component 0 = background and 1 = damage (the one with the larger mean; 
   estimated from these normalised weights, so the ~20x larger background count never dilutes the damage
   estimate (the paper calls it a modification of the maximisation step). For the moment estimator below
   this is the usual weighted mean and variance. The other reading, dividing the columns by their sums in
-  the E-step and renormalising the rows (``rebalance=True``), was tried and rejected: it gives every soft
+  the E-step and renormalising the rows, was tried and rejected: it gives every soft
   row equal priors, the small damage component outbids the background tail, widens each iteration and ends
   as a U-shaped Beta (a < 1): on a 95/5 mixture of Beta(2, 20) and Beta(16, 4) it drove a1 from 16 to 0.7
   for two of three seeds, and on synthetic 18-px blobs (``synthetic.py``) IoU fell from 0.90 to 0.81.
@@ -109,7 +109,7 @@ def _initial_split(ys: np.ndarray, csum: np.ndarray, max_iter: int = 100) -> int
     return min(max(int(np.searchsorted(ys, t, side="right")), 1), n - 1)
 
 
-def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4, rebalance: bool = False) -> dict[str, Any]:
+def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4) -> dict[str, Any]:
     """Fit the two-component Beta mixture with the modified EM described in the module docstring.
 
     Parameters
@@ -120,9 +120,6 @@ def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4, rebalance: bo
         Most EM iterations.
     tol : float
         Convergence when the largest relative change of (a0, b0, a1, b1) is below this.
-    rebalance : bool
-        Use the rejected E-step re-balancing (columns divided by their sums, rows renormalised) for the
-        soft rows; kept for comparison only.
 
     Returns
     -------
@@ -156,8 +153,6 @@ def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4, rebalance: bo
         w1 = expit(log_ratio + prior)
         s1 = min(max((n - hi) + float(w1.sum()), _TINY), n - _TINY)
         s0 = n - s1
-        if rebalance:
-            w1 = expit(log_ratio + prior + np.log(s0 / s1))
         pi0, pi1 = s0 / n, s1 / n
         yb = ys[band]
         # einsum, not BLAS dot: threaded BLAS stalls for milliseconds per call on a busy CPU.
@@ -250,7 +245,7 @@ def domain_values(relevance: np.ndarray) -> np.ndarray:
 
 
 def segment_bmm(relevance: np.ndarray, seed: int = 0, max_iter: int = 100, tol: float = 1e-4,
-                fit_max_samples: int = FIT_MAX_SAMPLES, rebalance: bool = False) -> SegmentationResult:
+                fit_max_samples: int = FIT_MAX_SAMPLES) -> SegmentationResult:
     """Segment with the damage posterior of a two-component Beta mixture (modified EM).
 
     Parameters
@@ -263,8 +258,6 @@ def segment_bmm(relevance: np.ndarray, seed: int = 0, max_iter: int = 100, tol: 
         EM cap and relative tolerance on the shape parameters.
     fit_max_samples : int
         Larger kept halves fit on a seeded random subsample of this size; every pixel is scored.
-    rebalance : bool
-        The rejected E-step re-balancing (see the module docstring); for comparison only.
 
     Returns
     -------
@@ -293,7 +286,7 @@ def segment_bmm(relevance: np.ndarray, seed: int = 0, max_iter: int = 100, tol: 
         return finish(kept, 0.5, params, METHOD)
     y = np.clip((f[kept] - lo) / (hi - lo), EPS, 1.0 - EPS)
     sample = fit_sample(y, seed, fit_max_samples)
-    fit = fit_bmm(sample, max_iter, tol, rebalance)
+    fit = fit_bmm(sample, max_iter, tol)
     score = np.zeros(r.shape)
     score[kept] = damage_posterior(y, fit["alpha"], fit["beta"], fit["weights"])
     params = {**base, **fit, "component_names": ["background", "damage"], "fit_samples": int(sample.size)}

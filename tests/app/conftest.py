@@ -106,9 +106,12 @@ def make_window(qtbot):
 def wait_idle(qtbot):
     """``wait_idle(window)``: wait until the analysis service is idle and its signals were delivered."""
 
+    from PySide6.QtCore import QCoreApplication
+
     def wait(window, timeout: int = 30000) -> None:
         qtbot.waitUntil(lambda: window.service is None or window.service.is_idle(), timeout=timeout)
-        qtbot.wait(30)
+        # The worker emits before it goes idle, so its last signals are already posted: deliver them.
+        QCoreApplication.processEvents()
 
     return wait
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from lrpseg.app.analysis import ByteLRU
-from lrpseg.app.viewer import ZERO_INDEX, heatmap_lut, mask_lut, relevance_to_uint8, score_to_index, threshold_index
+from lrpseg.app.viewer import ZERO_INDEX, heatmap_lut, mask_lut, relevance_to_uint8, threshold_index
+from lrpseg.core.segment import score_to_uint8
+from PySide6.QtCore import QCoreApplication
 
 
 def test_heatmap_is_symmetric_with_transparent_zero():
@@ -24,7 +26,7 @@ def test_heatmap_is_symmetric_with_transparent_zero():
 
 def test_mask_lut_matches_score_threshold():
     score = np.linspace(0, 1, 1001, dtype=np.float32).reshape(7, 143)
-    index = score_to_index(score)
+    index = score_to_uint8(score)
     for threshold in (0.0, 0.25, 0.5, 0.731, 1.0):
         shown = mask_lut(threshold)[index][..., 3] > 0
         exact = score >= threshold
@@ -101,23 +103,23 @@ def test_thumbnail_failures_are_remembered_until_the_file_changes(qtbot, tmp_pat
     failures = []
     loader.failed.connect(lambda rel, message: failures.append(rel))
     try:
-        for _ in range(50):  # every repaint of the rows asks again
+        for _ in range(50):  # every repaint of the rows asks again, before and after the results arrive
             loader.get("broken.png")
             loader.get("good.png")
-            qtbot.wait(2)
+            QCoreApplication.processEvents()
         qtbot.waitUntil(lambda: failures and loader.get("good.png") is not None, timeout=10000)
         for _ in range(50):
             assert loader.get("broken.png") is None
-            qtbot.wait(1)
+            assert loader.is_idle()  # nothing was queued again
         assert failures == ["broken.png"] and loader.decodes == 2  # once each
 
         broken.write_bytes(b"\x89PNG\r\n\x1a\nstill not an image")  # changed (size): tried once more
         for _ in range(20):
             loader.get("broken.png")
-            qtbot.wait(2)
-        qtbot.waitUntil(lambda: len(failures) == 2, timeout=10000)
-        qtbot.wait(50)
-        assert loader.decodes == 3
+            QCoreApplication.processEvents()
+        qtbot.waitUntil(lambda: len(failures) == 2 and loader.is_idle(), timeout=10000)
+        loader.get("broken.png")
+        assert loader.is_idle() and loader.decodes == 3
 
         stat = broken.stat()  # same size, new modification time: tried again
         os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))

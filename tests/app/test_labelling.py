@@ -101,11 +101,11 @@ def test_unreadable_image_is_listed_not_fatal(make_window, demo_folder, qtbot, m
     window.step(1)  # the window keeps working
     assert window.current != "broken.png"
     window.list_view.scrollTo(window.list_model.index(row, 0))
+    thumbnails = window.list_model.thumbnails
     for step in (-1, 1) * 10:  # repaints of the broken row (selection moving over it) decode it no more
         window.step(step)
         window.list_view.viewport().repaint()
-        qtbot.wait(5)
-    qtbot.wait(100)
+        qtbot.waitUntil(thumbnails.is_idle, timeout=10000)
     assert decoded.count("broken.png") == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -110,31 +111,33 @@ def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_f
     wait_idle(window)
 
 
-def test_export_writes_masks_with_each_threshold(make_window, demo_folder, slim_checkpoint, qtbot, tmp_path,
+def test_export_writes_masks_with_each_threshold(make_window, demo_folder, damaged_checkpoint, qtbot, tmp_path,
                                                  wait_idle, use_checkpoint):
-    use_checkpoint(demo_folder, slim_checkpoint)
+    use_checkpoint(demo_folder, damaged_checkpoint)  # calls every image damaged: every mask is checked
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
-    rel = window.list_model.paths[0]
+    rel, other = window.list_model.paths[:2]
     window.project.set_threshold_override(rel, window.thresholds.override_key(), 0.0)
     out = tmp_path / "export"
-    assert window.job_controller.export_masks(out)
+    (out / "scores").mkdir(parents=True)
+    (out / Path(other).with_suffix(".png").name).write_bytes(b"the user's mask")
+    assert window.job_controller.export_masks(out)  # keeps existing files by default
     job = window.jobs.job("export")
     with qtbot.waitSignal(job.succeeded, timeout=60000) as blocker:
         pass
     summary = blocker.args[0]
-    assert summary["images"] == 12 and summary["errors"] == 0
-    masks = sorted(out.glob("*.png"))
-    assert len(masks) == 12
+    assert summary["images"] == 12 and summary["errors"] == 0 and summary["kept_existing"] == 1
+    assert (out / Path(other).with_suffix(".png").name).read_bytes() == b"the user's mask"
+    assert len(sorted(out.glob("*.png"))) == 12
     report = json.loads((out / "lrpseg-report.json").read_text())
     record = next(r for r in report["images"] if r["image"].endswith(rel))
-    assert record["threshold"] == 0.0
+    assert record["threshold"] == 0.0 and record["damaged"]
     mask = cv2.imread(str(out / record["mask"]), cv2.IMREAD_GRAYSCALE)
-    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
-    if record["damaged"]:
-        assert (mask == 255).all()  # threshold 0 keeps every pixel of an image classified damaged
-    else:
-        assert (mask == 0).all()
+    score = np.load(out / record["scores"])
+    assert mask.shape == score.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+    # threshold 0 marks every pixel with evidence, and only those: not the whole image
+    np.testing.assert_array_equal(mask == 255, score > 0)
+    assert 0 < (mask == 255).mean() < 1
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["segmenter"] == window.segmenter and provenance["rule_set"] == window.rule_set
     assert provenance["threshold_overrides"] == {rel: 0.0}

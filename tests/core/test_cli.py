@@ -45,3 +45,33 @@ def test_train_init_from_a_model_of_another_width_gives_exit_1_and_one_line(tmp_
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert code == 1 and len(errors) == 1 and "other.safetensors" in errors[0] and "width 0.5" in errors[0]
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_evaluate_json_prints_null_for_undefined_metrics(tmp_path, capsys):
+    import json
+
+    import cv2
+    import numpy as np
+    from lrpseg.core.export import Exporter
+
+    exporter = Exporter(tmp_path / "out", write_scores=False)
+    exporter.add(tmp_path / "images" / "a.png", np.zeros((8, 8), bool), probability=0.9, threshold=0.5)
+    exporter.finish()
+    (tmp_path / "truth").mkdir()
+    truth = np.zeros((8, 8), np.uint8)
+    truth[2:4, 2:4] = 255
+    cv2.imwrite(str(tmp_path / "truth" / "a.png"), truth)
+    assert main(["evaluate", str(tmp_path / "out"), "--truth", str(tmp_path / "truth"), "--json"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    metrics = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert metrics["precision"] is None  # nothing marked: precision is undefined
+    assert metrics["recall"] == 0.0
+
+
+def test_segment_threshold_outside_0_1_gives_exit_1(tmp_path, capsys):
+    code = main(["segment", str(tmp_path), "--model", str(tmp_path / "m.safetensors"), "--out",
+                 str(tmp_path / "o"), "--threshold", "1.5"])
+    assert code == 1 and "threshold" in capsys.readouterr().err

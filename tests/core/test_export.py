@@ -60,3 +60,36 @@ def test_same_stem_in_two_folders_gets_two_files(tmp_path):
     assert first.mask != second.mask
     assert read_mask(tmp_path / "out" / first.mask).all()
     assert not read_mask(tmp_path / "out" / second.mask).any()
+
+
+def test_coco_file_names_are_paths_relative_to_the_image_folder(tmp_path):
+    mask = np.ones((3, 3), dtype=bool)
+    exporter = Exporter(tmp_path / "out", write_scores=False, write_coco=True, root=tmp_path / "images")
+    exporter.add(tmp_path / "images" / "a" / "x.png", mask, probability=0.9)
+    exporter.add(tmp_path / "images" / "b" / "x.png", mask, probability=0.9)
+    exporter.finish()
+    coco = json.loads((tmp_path / "out" / COCO_NAME).read_text())
+    assert [image["file_name"] for image in coco["images"]] == ["a/x.png", "b/x.png"]
+
+
+def test_provenance_lists_the_overrides_of_the_masks_written_by_this_run_only(tmp_path):
+    from lrpseg.core.export_run import ExportOptions, MaskExport
+    from lrpseg.core.pipeline import Outcome
+
+    class Stub:  # the parts of an Analysis an export reads
+        probability, threshold = 0.9, 0.5
+        segmentation = type("Seg", (), {"score": np.full((2, 2), 0.7, np.float32)})()
+
+        def mask_at(self, threshold):
+            return self.segmentation.score >= threshold
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "kept.png").write_bytes(b"existing")
+    overrides = {"written.png": 0.6, "kept.png": 0.4, "not-in-this-run.png": 0.3}
+    export = MaskExport(tmp_path / "out", {}, ExportOptions(write_scores=False), overrides, root=tmp_path)
+    export.export_one(Outcome(tmp_path / "written.png", analysis=Stub()))
+    export.export_one(Outcome(tmp_path / "kept.png", analysis=Stub()))
+    export.finish()
+    provenance = json.loads((tmp_path / "out" / PROVENANCE_NAME).read_text())
+    assert provenance["threshold_overrides"] == {"written.png": 0.6}
+    assert provenance["threshold"] == "segmenter default"

@@ -174,9 +174,9 @@ def _reason_with(path, **kwargs) -> str:
 
 
 def test_unsupported_sample_type(tmp_path):
-    path = tmp_path / "float.tif"
-    path.write_bytes(_encode(np.ones((8, 8), np.float32), ".tif"))
-    assert "sample type" in _reason(path)
+    path = tmp_path / "signed.tif"
+    path.write_bytes(_encode(np.ones((8, 8), np.int32), ".tif"))
+    assert "sample type int32" in _reason(path)
 
 
 def _touch_image(path: Path) -> None:
@@ -221,3 +221,28 @@ def test_permission_denied_reported_even_as_root(tmp_path, monkeypatch):
     path.write_bytes(_encode(_rgb(), ".png"))
     monkeypatch.setattr(images_module, "open", refuse, raising=False)
     assert _reason(path) == "permission denied"
+
+
+def test_float32_tiff_is_scaled_by_its_finite_range(tmp_path):
+    values = np.linspace(-2.0, 30.0, 64, dtype=np.float32).reshape(8, 8)
+    values[0, 0] = np.nan
+    values[0, 1] = np.inf
+    path = tmp_path / "thermal.tif"
+    assert cv2.imwrite(str(path), values)
+    image = read_image(path)
+    assert image.dtype == np.uint16 and image.shape == (8, 8)
+    assert image[0, 0] == 0 and image[0, 1] == 0  # not finite
+    finite = np.isfinite(values)
+    assert image[finite].min() == 0 and image[finite].max() == 65535
+    assert np.all(np.diff(image[finite].astype(np.int64)) >= 0)  # order kept
+
+
+def test_scan_skips_lrpseg_export_folders(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4), np.uint8))
+    export = tmp_path / "masks"
+    (export / "scores").mkdir(parents=True)
+    cv2.imwrite(str(export / "a.png"), np.zeros((4, 4), np.uint8))
+    cv2.imwrite(str(export / "scores" / "a.png"), np.zeros((4, 4), np.uint8))
+    assert [p.name for p in scan_folder(tmp_path).images] == ["a.png", "a.png", "a.png"]
+    (export / "lrpseg-report.json").write_text("{}")
+    assert scan_folder(tmp_path).images == [tmp_path / "a.png"]

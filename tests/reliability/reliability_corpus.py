@@ -158,8 +158,12 @@ def make_corpus(folder: Path, unreadable: bool = True) -> list[Case]:
         b"%PDF-1.4\n%\xe2\xe3\n1 0 obj\n",
     )
     add(
-        Case("32-bit float TIFF", "float32.tif", "error", "unsupported sample type"),
-        _encode(np.ones((16, 16), np.float32), ".tif"),
+        Case("32-bit float TIFF (scaled by its finite range)", "float32.tif", "ok", shape=(16, 16)),
+        _encode(np.linspace(-3.5, 40.0, 256, dtype=np.float32).reshape(16, 16), ".tif"),
+    )
+    add(
+        Case("32-bit float TIFF, all NaN", "float32_nan.tif", "error", "without a finite sample"),
+        _encode(np.full((16, 16), np.nan, np.float32), ".tif"),
     )
     os.symlink("loop_b.png", folder / "loop_a.png")
     os.symlink("loop_a.png", folder / "loop_b.png")
