@@ -107,7 +107,7 @@ def test_thumbnail_failures_are_remembered_until_the_file_changes(qtbot, tmp_pat
             loader.get("broken.png")
             loader.get("good.png")
             QCoreApplication.processEvents()
-        qtbot.waitUntil(lambda: failures and loader.get("good.png") is not None, timeout=10000)
+        qtbot.waitUntil(lambda: bool(failures) and loader.get("good.png") is not None, timeout=10000)
         for _ in range(50):
             assert loader.get("broken.png") is None
             assert loader.is_idle()  # nothing was queued again
