@@ -299,7 +299,7 @@ def _segment_project(args, device, options: ExportOptions) -> MaskExport:
     with Project.open(args.project) as project:
         workflow = Workflow.from_project(
             project, device, model_path=args.model, rule_set=args.rules, segmenter=args.segmenter,
-            maxpool=args.maxpool, mode=args.mode,
+            maxpool=args.maxpool, mode=args.mode, start=args.start,
         )
         for path, reason in project.scan_problems:
             print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -253,7 +253,7 @@ def explain_image(
             upscaled = _upscaled(image, model.input_size)
             batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
             relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool, start)
-            called_damaged = probability >= DAMAGED_THRESHOLD
+            called_damaged = is_damaged(probability)
             if called_damaged.any():  # the map explains the damaged decision: other windows add nothing
                 relevance[~called_damaged] = 0.0
             cached = (stitch(relevance, origins, upscaled.shape[:2], model.input_size), float(probability.max()))

@@ -90,6 +90,7 @@ def explain_cached(
     maxpool: str,
     cache: RelevanceCache | None,
     mode: str = "auto",
+    start: str = "logodds",
 ) -> ExplainedImage:
     """Explain one decoded image: from ``cache`` when stored there, else by LRP (then stored).
 
@@ -101,19 +102,19 @@ def explain_cached(
         The decoded image of ``rel``.
     rel : str
         The image's path relative to the project folder (the cache key).
-    rule_set, maxpool, mode : str
+    rule_set, maxpool, mode, start : str
         As for :func:`lrpseg.core.pipeline.explain_image`.
     cache : RelevanceCache or None
         Where explanations are looked up and stored (None: always run LRP, store nothing).
     """
     mode = choose_mode(image.shape, loaded.model.input_size, mode)
-    key = relevance_cache_key(rule_set, maxpool, mode)
+    key = relevance_cache_key(rule_set, maxpool, mode, start)
     cached = None
     if cache is not None:
         shape = model_grid_shape(image.shape, loaded.model.input_size, mode)
         cached = cache.load(rel, loaded.model_id, key, shape)
     with loaded.lock:
-        explained = explain_image(loaded.model, image, rule_set, maxpool, mode, cached=cached)
+        explained = explain_image(loaded.model, image, rule_set, maxpool, mode, cached=cached, start=start)
     if cached is None and cache is not None:
         cache.store(rel, loaded.model_id, key, explained)
     return explained

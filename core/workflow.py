@@ -139,6 +139,7 @@ class Workflow:
     segmenter: str = DEFAULT_SEGMENTER
     maxpool: str = DEFAULT_MAXPOOL
     mode: str = "auto"
+    start: str = "logodds"
 
     def __post_init__(self) -> None:
         self.root = Path(self.project.folder)
@@ -155,7 +156,8 @@ class Workflow:
         **choices: str,
     ) -> Workflow:
         """The workflow the GUI runs for ``project``: its remembered model (or ``model_path``), its stored rule
-        set and segmenter; ``choices`` (``rule_set``, ``segmenter``, ``maxpool``, ``mode``) replace those.
+        set and segmenter; ``choices`` (``rule_set``, ``segmenter``, ``maxpool``, ``mode``, ``start``) replace
+        those.
 
         Raises
         ------
@@ -189,7 +191,9 @@ class Workflow:
         """
         if explained is None:
             image = read_image(self.root / rel)
-            explained = explain_cached(self.model, image, rel, self.rule_set, self.maxpool, self.cache, self.mode)
+            explained = explain_cached(
+                self.model, image, rel, self.rule_set, self.maxpool, self.cache, self.mode, self.start
+            )
         return segment_explained(explained, self.segmenter)
 
     def analyses(
@@ -229,5 +233,6 @@ class Workflow:
             "segmenter": self.segmenter,
             "maxpool": self.maxpool,
             "mode": self.mode,
+            "relevance_start": self.start,
         }
 
