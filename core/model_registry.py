@@ -75,7 +75,7 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    """The models loaded in one session, by content hash: loading an unchanged file twice reuses the model.
+    """The models loaded in one session: loading an unchanged file twice reuses the model in memory.
 
     Only the ``keep`` models used last stay registered, so a long session of retraining does not pile up models.
     """
@@ -83,7 +83,7 @@ class ModelRegistry:
     def __init__(self, keep: int = 2) -> None:
         self.keep = keep
         self._lock = threading.Lock()
-        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
 
     def load(self, path: str | os.PathLike[str], device: torch.device) -> LoadedModel:
         """The checkpoint at ``path`` on ``device``.
@@ -96,11 +96,11 @@ class ModelRegistry:
             The file cannot be read.
         """
         path = Path(path)
-        identity = model_id(path)
+        key = (model_id(path), str(path.resolve()), str(device))  # a copy elsewhere is its own file
         with self._lock:
-            known = self._models.get((identity, str(device)))
+            known = self._models.get(key)
             if known is not None:
-                self._models.move_to_end((identity, str(device)))
+                self._models.move_to_end(key)
         if known is not None:
             return known
         model, metadata = load_checkpoint(path, map_location=device)
@@ -110,9 +110,10 @@ class ModelRegistry:
         """Register a model already in memory (e.g. just trained) whose checkpoint was written to ``path``."""
         path = Path(path)
         loaded = LoadedModel(model=model, model_id=model_id(path), path=path, device=device, metadata=metadata)
+        key = (loaded.model_id, str(path.resolve()), str(device))
         with self._lock:
-            self._models[(loaded.model_id, str(device))] = loaded
-            self._models.move_to_end((loaded.model_id, str(device)))
+            self._models[key] = loaded
+            self._models.move_to_end(key)
             while len(self._models) > self.keep:
                 self._models.popitem(last=False)
         return loaded

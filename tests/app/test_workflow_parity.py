@@ -53,3 +53,16 @@ def test_cli_exports_the_same_pngs_as_the_gui(make_window, demo_folder, damaged_
     provenance = json.loads((cli_out / "provenance.json").read_text())
     assert provenance["model_id"] == window.handle.model_id and provenance["tool"] == "lrpseg segment"
     wait_idle(window)
+
+
+def test_suggested_export_folder_is_created_beside_the_images_not_inside(tmp_path):
+    from lrpseg.app.session import holds_masks, suggested_export_folder
+
+    root = tmp_path / "images"
+    root.mkdir()
+    folder = suggested_export_folder(root)
+    assert folder == tmp_path / "images-masks" and folder.is_dir()
+    assert not folder.is_relative_to(root)
+    assert not holds_masks(folder)
+    (folder / "a.png").write_bytes(b"mask")
+    assert holds_masks(folder)
