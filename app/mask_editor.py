@@ -18,6 +18,7 @@ from lrpseg.app.mask_saver import MaskSaver
 from lrpseg.app.workers import describe_error, display_text
 from lrpseg.core.corrected_masks import CorrectedMaskError, CorrectedMasks
 from lrpseg.core.mask_edit import MaskEdit, clamp_size
+from lrpseg.core.pipeline import mask_from_score
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox
 
@@ -184,7 +185,7 @@ class MaskEditor(QObject):
         if analysis is None or not self.viewer.mask_enabled or analysis.segmentation.score.shape != shape:
             return np.zeros(shape, dtype=bool)
         threshold, _ = self.window.thresholds.threshold_for(self.window.current, analysis)
-        return analysis.segmentation.score >= threshold
+        return mask_from_score(analysis.segmentation.score, threshold)
 
     def _origin(self) -> dict:
         analysis = self.window.current_analysis()
