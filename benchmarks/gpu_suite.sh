@@ -145,7 +145,7 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 export PYTHONUNBUFFERED=1
 
 suite() {
-echo "gpu_suite $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname); repo $REPO ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git')); python $PY"
+echo "gpu_suite $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n); repo $REPO ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git')); python $PY"
 
 if [ "$TINY" = 1 ]; then
     export OMP_NUM_THREADS=1 # the CPU rehearsal runs on a shared machine
@@ -188,11 +188,14 @@ if [ "$TINY" = 1 ]; then
     MT_NOTE="CPU rehearsal: magnetic_tile.py --quick (tiny, numbers meaningless)."
     LEFT=600
 else
+    LEFT=$((LEFT < 120 ? 120 : LEFT)) # timeout 0 would mean no limit; below ~2 min it cannot finish anyway
     FOR_CLASSIFIERS=$((LEFT - MT_FIXED_S - HAS_STUDENTS * MT_STUDENT_S))
     N_TRAIN=$((N_IMAGES * 6 / 10))
     EPOCHS=$("$PY" benchmarks/gpu_report.py epochs --train "$WORK/train_speed.json" --n-train "$N_TRAIN" \
         --seconds "$FOR_CLASSIFIERS") || EPOCHS=40
-    MT_NOTE="Classifier epoch cap $EPOCHS (the paper's: 100, patience 20): what fits in $FOR_CLASSIFIERS s for both heads at the training rate part 2 measured with the same trainer ($LEFT s left for magnetic_tile.py; ${MT_FIXED_S} s kept for its other stages$([ $HAS_STUDENTS = 1 ] && echo ", ${MT_STUDENT_S} s for the students"))."
+    RATE="at the training rate part 2 measured with the same trainer"
+    [ -f "$WORK/train_speed.json" ] || RATE="by a fixed fallback, as part 2 measured no training rate"
+    MT_NOTE="Classifier epoch cap $EPOCHS (the paper's: 100, patience 20): what fits in $FOR_CLASSIFIERS s for both heads $RATE ($LEFT s left for magnetic_tile.py; ${MT_FIXED_S} s kept for its other stages$([ $HAS_STUDENTS = 1 ] && echo ", ${MT_STUDENT_S} s for the students"))."
     LABEL="GPU run on $DEVICE_NAME: the paper's configuration (width 1, input 224, all images, U-Net 32 channels / 200 epochs, bf16 autocast)"
     [ "$EPOCHS" -lt 100 ] && LABEL="$LABEL except the classifier epoch cap, $EPOCHS instead of 100, to fit the 9-minute GPU suite"
     MT_ARGS+=(--amp --epochs "$EPOCHS" --label "$LABEL")
