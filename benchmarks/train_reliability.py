@@ -5,11 +5,13 @@ input size set), then on held-out images report balanced accuracy, the median ma
 the pooled IoU of the exported-style masks (default rule set and segmenter, masks of images called undamaged
 empty) against the true masks. A run fails when held-out balanced accuracy is below the data set's bar.
 
-Data sets:
-- ``demo``: training on ``lrpseg demo --seed S`` (80 images), held out: ``lrpseg demo --seed 1000+S``.
-- ``mt``: the Magnetic Tile CPU configuration of ``benchmarks/magnetic_tile.py`` (needs ``../shared``).
+Data: training on ``lrpseg demo --seed S`` (80 images of 224², 64 for training and 16 for validation), held
+out: ``lrpseg demo --seed 1000+S``. The Magnetic Tile half of the issue's plan is not here: one Magnetic Tile
+training of the CPU configuration takes about 35 minutes on this 2-core machine (``benchmarks/magnetic_tile.py``
+and ``benchmarks/mt_levers.py`` run it per seed).
 
-``--quick`` runs the demo only. Results go to stdout as a table and to ``--json``.
+``--quick`` runs seeds 0 and 1 with the 128N head (two runs, about 3-4 minutes each on an idle 2-core CPU);
+the default is 10 seeds × both heads. Results go to stdout as a table and to ``--json``.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def parse_override(text: str) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="demo data only")
+    parser.add_argument("--quick", action="store_true", help="seeds 0 and 1, 128N head only")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--heads", nargs="+", default=["128n", "onefc"])
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     args.overrides = dict(args.overrides)
+    if args.quick:
+        args.seeds, args.heads = 2, ["128n"]
     torch.set_num_threads(args.threads)
     root = args.data_root or Path(tempfile.mkdtemp(prefix="lrpseg-reliability-"))
     print(f"# train_reliability {date.today()} on {platform.processor() or platform.machine()}, "

@@ -222,3 +222,11 @@ def test_inputs_are_normalised_by_the_training_images_own_statistics():
     assert np.allclose(model.std, [pixels.std()] * 3, atol=1e-6)
     pretrained_like = fit(images, targets, [], [], TrainConfig(**TINY, normalise="imagenet")).model
     assert pretrained_like.mean == (0.485, 0.456, 0.406)
+
+
+def test_temperature_never_sharpens_a_model_that_makes_no_validation_mistake():
+    targets = np.array([0, 1] * 10)
+    logits = np.stack([np.zeros(20), np.where(targets == 1, 1.0, -1.0)], axis=1)  # right, but unsure
+    assert fit_temperature(logits, targets) >= 1.0
+    logits[0, 1] = 1.0  # one mistake: now the fit may sharpen or soften
+    assert fit_temperature(logits, targets) != pytest.approx(1.0, abs=1e-3)
