@@ -265,8 +265,10 @@ def run_train(args) -> int:
             if p.val_balanced_accuracy is not None:
                 bar.set_postfix(loss=f"{p.loss:.3f}", val_bacc=f"{p.val_balanced_accuracy:.3f}")
 
-    result = train_classifier([p for p, _ in chosen], [label for _, label in chosen], config, progress)
-    bar.close()
+    try:
+        result = train_classifier([p for p, _ in chosen], [label for _, label in chosen], config, progress)
+    finally:  # the bar's last line must come before any error message
+        bar.close()
     s = result.summary
     bacc = "n/a" if s["val_balanced_accuracy"] is None else f"{s['val_balanced_accuracy']:.3f}"
     if near_chance(s["val_balanced_accuracy"]) and not args.accept_any:

@@ -230,3 +230,18 @@ def test_temperature_never_sharpens_a_model_that_makes_no_validation_mistake():
     assert fit_temperature(logits, targets) >= 1.0
     logits[0, 1] = 1.0  # one mistake: now the fit may sharpen or soften
     assert fit_temperature(logits, targets) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_cli_train_with_one_class_or_an_empty_folder_says_why(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "model.safetensors"
+    assert main(["train", str(tmp_path / "empty"), "--labels-from-folders", "--out", str(out)]) == 1
+    assert "no labelled images" in capsys.readouterr().err
+    (tmp_path / "one" / "damaged").mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / "one" / "damaged" / f"d{i}.png"), make_sample(np.random.default_rng(i), 40, True)[0])
+    args = ["train", str(tmp_path / "one"), "--labels-from-folders", "--out", str(out), "--width", "0.125",
+            "--input-size", "32", "--epochs", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "both classes" in err[-1] and "0 undamaged" in err[-1] and not out.exists()
