@@ -184,6 +184,9 @@ class JobController(QObject):
         if w.project is None or w.handle is None or self.busy():
             return False
         w.thresholds.flush()
+        if not w.mask_editor.flush():
+            w.error("Corrected masks not stored yet", "Saving the corrected masks takes too long; try again.")
+            return False
         rels = w.list_view.selected_paths() if selection_only else list(w.list_model.paths)
         if not rels:
             w.error("Nothing to export", "Select the images to export first.")

@@ -107,6 +107,8 @@ class ExportedImage:
     threshold: float | None = None
     kept_existing: list[str] = field(default_factory=list)
     error: str | None = None
+    mask_source: str = "automatic"
+    correction: dict | None = None
 
 
 class Exporter:
@@ -249,6 +251,7 @@ class Exporter:
             "masks_written": sum(r.mask is not None for r in self.records),
             "errors": sum(r.error is not None for r in self.records),
             "kept_existing": sum(bool(r.kept_existing) for r in self.records),
+            "corrected_masks": sum(r.mask_source == "corrected" for r in self.records),
         }
         provenance = {
             "lrpseg_version": __version__,

@@ -7,6 +7,11 @@ project (with :func:`start_export`): what the GUI's Export command and ``lrpseg 
 
 Thresholds: an explicit ``ExportOptions.threshold`` applies to every image; otherwise an image uses its
 per-image override (:class:`~lrpseg.core.workflow.ThresholdPolicy`), else its segmenter's default.
+
+Corrected masks: an image with a mask corrected by hand (:mod:`~lrpseg.core.corrected_masks`) is exported with
+that mask instead of the automatic one, whatever the threshold; its report record says ``mask_source:
+"corrected"`` with the correction's author, times and origin, and ``provenance.json`` lists every corrected
+mask written. A corrected mask that cannot be read is that image's error, never silently replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrpseg.core.cancel import CancelToken
+from lrpseg.core.corrected_masks import CorrectedMaskError, CorrectedMasks
 from lrpseg.core.export import ExportedImage, Exporter, file_sha256
 from lrpseg.core.pipeline import Analysis, Outcome
 from lrpseg.core.workflow import Workflow
@@ -68,6 +74,8 @@ class MaskExport:
         Per-image overrides, by image path relative to ``root``.
     root : path-like, optional
         The image folder (relative paths are taken from it).
+    corrected : CorrectedMasks, optional
+        The project's hand-corrected masks, written instead of the automatic ones (needs ``root``).
     """
 
     def __init__(
@@ -77,8 +85,11 @@ class MaskExport:
         options: ExportOptions | None = None,
         thresholds: Mapping[str, float] | None = None,
         root: str | os.PathLike[str] | None = None,
+        corrected: CorrectedMasks | None = None,
     ) -> None:
         self.options = options or ExportOptions()
+        self.corrected = corrected
+        self.corrections = corrected.infos() if corrected is not None else {}
         self.root = None if root is None else Path(root)
         self.thresholds = dict(thresholds or {})
         overrides = {} if self.options.threshold is not None else self.thresholds
@@ -129,6 +140,9 @@ class MaskExport:
         analysis = outcome.analysis
         if analysis is None:
             return self.exporter.add(path, error=outcome.error or f"{path}: not analysed")
+        rel = self._rel(path)
+        if rel in self.corrections:
+            return self._export_corrected(path, rel, analysis)
         threshold = self.threshold_for(path, analysis)
         return self.exporter.add(
             path,
@@ -138,16 +152,31 @@ class MaskExport:
             threshold=threshold,
         )
 
+    def _export_corrected(self, path: Path, rel: str, analysis: Analysis) -> ExportedImage:
+        info = self.corrections[rel]
+        try:
+            mask = self.corrected.load(rel, shape=analysis.segmentation.score.shape)
+        except CorrectedMaskError as error:
+            return self.exporter.add(path, error=f"{error}; not exported (the automatic mask would replace it)")
+        record = self.exporter.add(path, mask=mask, score=analysis.segmentation.score,
+                                   probability=analysis.probability)
+        record.mask_source, record.correction = "corrected", info.provenance()
+        return record
+
     def finish(self) -> dict:
         """Write the report, provenance and COCO files; return the summary (with ``out_dir``).
 
-        The provenance lists only the threshold overrides of the masks this run wrote.
+        The provenance lists only the threshold overrides of the automatic masks this run wrote, and every
+        corrected mask it wrote.
         """
         if self.options.threshold is None:
-            written = {self._rel(Path(r.image)) for r in self.records if r.mask is not None}
+            written = {self._rel(Path(r.image)) for r in self.records
+                       if r.mask is not None and r.mask_source != "corrected"}
             self.exporter.provenance["threshold_overrides"] = {
                 rel: value for rel, value in self.thresholds.items() if rel in written
             }
+        self.exporter.provenance["corrected_masks"] = {
+            self._rel(Path(r.image)): r.correction for r in self.records if r.mask_source == "corrected"}
         summary = self.exporter.finish()
         summary["out_dir"] = str(self.out_dir)
         self.summary = summary
@@ -170,7 +199,8 @@ def start_export(
         **model_provenance(workflow.model.path, workflow.model.model_id),
         "tool": tool,
     }
-    return MaskExport(out_dir, provenance, options, workflow.thresholds.overrides(), root=workflow.root)
+    return MaskExport(out_dir, provenance, options, workflow.thresholds.overrides(), root=workflow.root,
+                      corrected=CorrectedMasks(workflow.project))
 
 
 def export_workflow(

@@ -197,3 +197,53 @@ def test_correction_is_listed_filtered_and_survives_a_new_model_and_a_restart(
     info = CorrectedMasks(again.project).info(rel)
     assert info.model_id == again.handle.model_id and info.threshold == threshold
     np.testing.assert_array_equal(CorrectedMasks(again.project).load(rel), automatic)
+
+
+def test_export_from_gui_and_cli_writes_the_corrected_mask(make_window, demo_folder, damaged_checkpoint,
+                                                           use_checkpoint, qtbot, tmp_path, wait_idle):
+    import json
+
+    import cv2
+    from lrpseg.core.cli import main as lrpseg_main
+
+    use_checkpoint(demo_folder, damaged_checkpoint)
+    window = _open_on_first_image(make_window, demo_folder, qtbot)
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    wait_idle(window)
+    rel = window.current
+    automatic = window.viewer.displayed_mask()
+    window.commands["eraser"].trigger()
+    window.mask_editor.set_size(25)
+    drag(window.viewer, [(20.5, 20.5), (45.5, 40.5)])
+    window.commands["brush"].trigger()
+    drag(window.viewer, [(2.5, 60.5), (60.5, 60.5)])
+    corrected = window.viewer.displayed_mask()
+    assert not np.array_equal(corrected, automatic)
+    gui_out, cli_out = tmp_path / "gui", tmp_path / "cli"
+    assert window.job_controller.export_masks(gui_out)  # stores the pending correction first
+    with qtbot.waitSignal(window.jobs.job("export").succeeded, timeout=60000):
+        pass
+    assert lrpseg_main(["segment", "--project", str(demo_folder), "--out", str(cli_out), "--device", "cpu"]) == 0
+    stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    for out in (gui_out, cli_out):
+        written = cv2.imread(str(out / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(written, np.where(corrected, 255, 0))
+        report = json.loads((out / "lrpseg-report.json").read_text())
+        records = {r["image"].rsplit("/", 1)[-1]: r for r in report["images"]}
+        mine = records[rel.rsplit("/", 1)[-1]]
+        assert mine["mask_source"] == "corrected" and mine["threshold"] is None
+        assert mine["correction"]["author"] and mine["correction"]["started_from_model"] == window.handle.model_id
+        assert sum(r["mask_source"] == "corrected" for r in records.values()) == 1
+        assert report["summary"]["corrected_masks"] == 1
+        provenance = json.loads((out / "provenance.json").read_text())
+        assert list(provenance["corrected_masks"]) == [rel]
+    # a damaged corrected mask is reported, never replaced by the automatic one
+    store = CorrectedMasks(window.project)
+    (store.folder / store.info(rel).file).write_bytes(b"not a png")
+    broken_out = tmp_path / "broken"
+    assert lrpseg_main(["segment", "--project", str(demo_folder), "--out", str(broken_out), "--device",
+                        "cpu"]) in (0, 1)
+    assert not (broken_out / f"{stem}.png").exists()
+    report = json.loads((broken_out / "lrpseg-report.json").read_text())
+    error = next(r["error"] for r in report["images"] if r["image"].endswith(rel))
+    assert "damaged" in error and rel in error
