@@ -29,7 +29,7 @@ def test_exporter_writes_masks_scores_reports(tmp_path):
     exporter.add(tmp_path / "in" / "a.png", mask, score, probability=0.8, threshold=0.5)
     exporter.add(tmp_path / "in" / "bad.png", error="bad.png: truncated")
     summary = exporter.finish()
-    assert summary == {"images": 2, "masks_written": 1, "errors": 1, "kept_existing": 0}
+    assert summary == {"images": 2, "masks_written": 1, "errors": 1, "kept_existing": 0, "corrected_masks": 0}
     np.testing.assert_array_equal(read_mask(tmp_path / "a.png"), mask)
     np.testing.assert_allclose(np.load(tmp_path / "scores" / "a.npy"), score, atol=1e-3)
     provenance = json.loads((tmp_path / PROVENANCE_NAME).read_text())
