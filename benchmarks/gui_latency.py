@@ -2,21 +2,24 @@
 
 1. Threshold slider tick -> repainted frame, with a 224² and a 2048² image, score map and heatmap on screen:
    ``slider.setValue`` (the same path a drag takes from ``valueChanged`` on) then the event loop until the
-   viewer has painted. Fill style changes only the mask's lookup table; outline style (recomputes an edge
-   image) is reported too.
-2. Longest event-loop stall while training and LRP run in the background: a 5 ms QTimer records the gaps
+   viewer has painted. Fill style changes only the mask's lookup table; outline style (compares the score
+   and its precomputed neighbourhood minimum with the threshold) is reported too.
+2. Brush strokes (:mod:`gui_brush`) at 224² and 2048², fill and outline style: a mouse move with the left
+   button held -> the corrected mask's overlay repainted (target: median 8 ms).
+3. Longest event-loop stall while training and LRP run in the background: a 5 ms QTimer records the gaps
    between its ticks while a training job runs and the analysis service explains image after image. The
    reported stall (``max_stall_ms``) is the largest gap minus the 5 ms period. A second run also steps to the
-   next image every 150 ms, as an inspector would; its gaps include the window's own repaint per step and are
-   printed, not part of the RESULT line.
-3. Switching the segmenter on the image on screen (re-segments the explanation held in memory, no LRP),
+   next image every 150 ms, as an inspector would, and a third paints brush strokes (a move every 16 ms, each
+   40th move ends the stroke and stores the mask); their gaps include the window's own repaints and are
+   printed, not part of the RESULT line (target for painting: no gap over 50 ms).
+4. Switching the segmenter on the image on screen (re-segments the explanation held in memory, no LRP),
    against showing an image whose explanation must come from LRP (the project's relevance cache bypassed) or
    from that cache (as after a restart): request -> analysis in the window's cache, on the demo's 224² images.
-4. Opening a folder of 10,000 small PNGs (copies of one tiny image): ``open_folder`` until the list has painted,
+5. Opening a folder of 10,000 small PNGs (copies of one tiny image): ``open_folder`` until the list has painted,
    then scrolling the whole list page by page (frame time per page; thumbnails load lazily), and the resident
    memory before and after.
 
-    .venv/bin/python benchmarks/gui_latency.py [--quick]
+    .venv/bin/python benchmarks/gui_latency.py [--quick] [--parts ticks,strokes,stall,switch,open]
 
 The last line is ``RESULT tick_224_ms=<x> tick_2048_ms=<y> max_stall_ms=<z>`` (medians of the ticks).
 """
@@ -34,9 +37,11 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import gui_brush
 import numpy as np
 
 TICK_TARGET_MS = 5.0
+STROKE_TARGET_MS = 8.0
 STALL_TARGET_MS = 50.0
 OPEN_TARGET_S = 2.0
 
@@ -138,8 +143,9 @@ def keep_lrp_busy(window) -> None:
     window.service.look_ahead([], [k for k in keys if k not in window.analyses], handle)
 
 
-def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict:
-    """Gaps of a 5 ms QTimer while training and LRP run; optionally step to the next image periodically."""
+def measure_gaps(app, window, seconds: float, step_every_ms: int | None, action=None) -> dict:
+    """Gaps of a 5 ms QTimer while training and LRP run; every ``step_every_ms`` (if given) step to the next
+    image, or call ``action`` instead (e.g. one brush move)."""
     from PySide6.QtCore import QTimer
 
     gaps: list[float] = []
@@ -172,7 +178,7 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
     timer.setInterval(5)
     timer.timeout.connect(tick)
     stepper.setInterval(step_every_ms or 1000)
-    stepper.timeout.connect(step)
+    stepper.timeout.connect(action or step)
     pump(app, 1.0)  # training past its image loading, LRP running
     last[0] = time.perf_counter()
     gc.callbacks.append(on_gc)
@@ -197,8 +203,9 @@ def measure_gaps(app, window, seconds: float, step_every_ms: int | None) -> dict
             "gc_max_ms": max(collections, default=0.0), "gc_runs": len(collections)}
 
 
-def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
-    """Event-loop gaps with training + LRP in the background: idle GUI, then GUI stepping every 150 ms."""
+def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict, dict]:
+    """Event-loop gaps with training + LRP in the background: idle GUI, GUI stepping every 150 ms, and the
+    user painting a brush stroke (one mouse move every 16 ms, a new stroke, so a save, every 40 moves)."""
     from lrpseg.core.labels import labels_from_folders
 
     assert window.open_folder(folder)
@@ -212,7 +219,14 @@ def bench_stall(app, window, folder: Path, seconds: float) -> tuple[dict, dict]:
                                                 "patience": 1000})
     background = measure_gaps(app, window, seconds, None)
     stepping = measure_gaps(app, window, seconds, 150)
-    return background, stepping
+    size = window.viewer.image_shape()[0]
+    driver = gui_brush.prepare(app, window, window.current, size, "fill", pump, wait_until)
+    painting = measure_gaps(app, window, seconds, 16, action=driver.move)
+    driver.release()
+    assert window.mask_editor.flush()
+    painting["strokes"] = driver.moves // gui_brush.STROKE_MOVES
+    window.mask_editor.set_tool(None)
+    return background, stepping, painting
 
 
 # ------------------------------------------------------------------------------------------------ switch
@@ -301,10 +315,12 @@ def bench_open(app, window, folder: Path, pages: int | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the three measurements and print them."""
+    """Run the measurements chosen with ``--parts`` and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer ticks, a shorter stall window")
     parser.add_argument("--images", type=int, default=10_000, help="size of the folder to open")
+    parser.add_argument("--parts", default="ticks,strokes,stall,switch,open",
+                        help="comma-separated subset of ticks,strokes,stall,switch,open (switch needs stall)")
     args = parser.parse_args(argv)
 
     from lrpseg.app.main import apply_style, freeze_startup_objects, limit_cpu_threads
@@ -322,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     pump(app, 0.3)
     print(f"platform {app.platformName()}, device {window.device_label.text()}, window {window.width()}x"
           f"{window.height()}, viewer {window.viewer.width()}x{window.viewer.height()}")
+    parts = set(args.parts.split(","))
     ticks = 60 if args.quick else 300
-    results = {}
-    for size in (224, 2048):
+    results, strokes = {}, {}
+    for size in (224, 2048) if "ticks" in parts else ():
         for style in ("fill", "outline"):
             times, cpu = bench_ticks(app, window, size, ticks if style == "fill" else ticks // 3, style)
             results[(size, style)] = times
@@ -333,49 +350,87 @@ def main(argv: list[str] | None = None) -> int:
                   f"GUI-thread CPU median {np.median(cpu):.2f} ms")
 
     tmp = Path(tempfile.mkdtemp(prefix="lrpseg-gui-bench-"))
+    stall = opened = None
     try:
-        demo = make_demo(tmp / "demo", n_damaged=24, n_undamaged=24, size=224, seed=0) / "images"
-        stall, stepping = bench_stall(app, window, demo, 6.0 if args.quick else 30.0)
-        for name, gaps in (("background only", stall), ("user steps every 150 ms", stepping)):
-            print(f"stall, {name}: max gap {gaps['max_gap_ms']:.1f} ms, p99 {gaps['p99_gap_ms']:.1f} ms over "
-                  f"{gaps['ticks']} ticks of a 5 ms timer; {gaps['lrp_done']} LRP analyses done; training ran "
-                  f"throughout: {gaps['training_ran_throughout']}; {gaps['gc_runs']} GC runs, longest "
-                  f"{gaps['gc_max_ms']:.1f} ms")
+        if "strokes" in parts:
+            names = gui_brush.make_stroke_folder(tmp / "strokes", (224, 2048))
+            assert window.open_folder(tmp / "strokes")
+            for size, rel in names.items():
+                for style in ("fill", "outline"):
+                    times, cpu, painted = gui_brush.bench_strokes(
+                        app, window, rel, size, ticks // 2 if style == "fill" else ticks // 5, style,
+                        PaintCounter, pump, wait_until)
+                    strokes[(size, style)] = times
+                    print(f"brush move {size}² {style:7s} (size {gui_brush.BRUSH_SIZE} px): median "
+                          f"{np.median(times):.2f} ms, p95 {np.percentile(times, 95):.2f} ms, max "
+                          f"{np.max(times):.2f} ms over {len(times)} moves; GUI-thread CPU median "
+                          f"{np.median(cpu):.2f} ms; {painted} px painted (target median {STROKE_TARGET_MS} ms)")
 
-        switch = bench_switch(app, window, 6 if args.quick else 21)
-        shown = f"mode {window.current_analysis().mode}, segmenter {window.segmenter}"
-        print(f"show the current image (224², model input 128, {shown}): " + ", ".join(
-            f"{label} median {np.median(switch[key]):.0f} ms (max {np.max(switch[key]):.0f})"
-            for key, label in (("switch", "segmenter switch, explanation in memory"),
-                               ("lrp", "explained by LRP"), ("cache", "relevance from the project cache"))))
-        print("segmenter switch by target: " + ", ".join(
-            f"{key[10:]} {np.median(value):.0f} ms" for key, value in switch.items() if key.startswith("switch to")))
-
-        folder = tmp / "many"
-        t0 = time.perf_counter()
-        make_folder(folder, args.images)
-        print(f"made {args.images} PNGs in {time.perf_counter() - t0:.1f} s")
-        opened = bench_open(app, window, folder, pages=100 if args.quick else None)
-        print(f"open {opened['images']} images: open_folder {opened['open_s']:.2f} s, list painted after "
-              f"{opened['first_paint_s']:.2f} s (target < {OPEN_TARGET_S} s)")
-        print(f"scroll {opened['scroll_pages']} pages: frame median {opened['scroll_frame_median_ms']:.1f} "
-              f"ms, max {opened['scroll_frame_max_ms']:.1f} ms; thumbnails cached {opened['thumbnails_cached']}")
-        print(f"memory: {opened['rss_before_mb']:.0f} MiB before, {opened['rss_open_mb']:.0f} MiB open, "
-              f"{opened['rss_after_scroll_mb']:.0f} MiB after scrolling everything")
+        if "stall" in parts:
+            demo = make_demo(tmp / "demo", n_damaged=24, n_undamaged=24, size=224, seed=0) / "images"
+            stall, stepping, painting = bench_stall(app, window, demo, 6.0 if args.quick else 30.0)
+            for name, gaps in (("background only", stall), ("user steps every 150 ms", stepping),
+                               ("user paints (a move every 16 ms)", painting)):
+                print(f"stall, {name}: max gap {gaps['max_gap_ms']:.1f} ms, p99 {gaps['p99_gap_ms']:.1f} ms "
+                      f"over {gaps['ticks']} ticks of a 5 ms timer; {gaps['lrp_done']} LRP analyses done; "
+                      f"training ran throughout: {gaps['training_ran_throughout']}; {gaps['gc_runs']} GC runs, "
+                      f"longest {gaps['gc_max_ms']:.1f} ms" + (f"; {gaps['strokes']} strokes stored"
+                                                                if "strokes" in gaps else ""))
+        if "switch" in parts and stall is not None:
+            report_switch(app, window, args.quick)
+        if "open" in parts:
+            opened = report_open(app, window, tmp, args.images, args.quick)
     finally:
         window.shutdown()
         window.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    tick_224 = float(np.median(results[(224, "fill")]))
-    tick_2048 = float(np.median(results[(2048, "fill")]))
-    max_stall = max(0.0, stall["max_gap_ms"] - 5.0)
-    print(f"open_{args.images}_s={opened['first_paint_s']:.3f} "
-          f"scroll_frame_max_ms={opened['scroll_frame_max_ms']:.1f} "
-          f"tick_2048_outline_ms={np.median(results[(2048, 'outline')]):.2f} "
-          f"stall_stepping_ms={max(0.0, stepping['max_gap_ms'] - 5.0):.1f}")
-    print(f"RESULT tick_224_ms={tick_224:.2f} tick_2048_ms={tick_2048:.2f} max_stall_ms={max_stall:.1f}")
+    summary = []
+    if opened:
+        summary.append(f"open_{args.images}_s={opened['first_paint_s']:.3f} "
+                       f"scroll_frame_max_ms={opened['scroll_frame_max_ms']:.1f}")
+    if results:
+        summary.append(f"tick_2048_outline_ms={np.median(results[(2048, 'outline')]):.2f}")
+    if strokes:
+        summary.append(" ".join(f"stroke_{size}_{style}_ms={np.median(times):.2f}"
+                                for (size, style), times in strokes.items()))
+    if stall is not None:
+        summary.append(f"stall_stepping_ms={max(0.0, stepping['max_gap_ms'] - 5.0):.1f} "
+                       f"stall_painting_ms={max(0.0, painting['max_gap_ms'] - 5.0):.1f}")
+    print(" ".join(summary))
+    if results and stall is not None:
+        print(f"RESULT tick_224_ms={np.median(results[(224, 'fill')]):.2f} "
+              f"tick_2048_ms={np.median(results[(2048, 'fill')]):.2f} "
+              f"max_stall_ms={max(0.0, stall['max_gap_ms'] - 5.0):.1f}")
     return 0
+
+
+def report_switch(app, window, quick: bool) -> None:
+    """Run and print :func:`bench_switch` (after :func:`bench_stall`, which leaves a model and the demo)."""
+    switch = bench_switch(app, window, 6 if quick else 21)
+    shown = f"mode {window.current_analysis().mode}, segmenter {window.segmenter}"
+    print(f"show the current image (224², model input 128, {shown}): " + ", ".join(
+        f"{label} median {np.median(switch[key]):.0f} ms (max {np.max(switch[key]):.0f})"
+        for key, label in (("switch", "segmenter switch, explanation in memory"),
+                           ("lrp", "explained by LRP"), ("cache", "relevance from the project cache"))))
+    print("segmenter switch by target: " + ", ".join(
+        f"{key[10:]} {np.median(value):.0f} ms" for key, value in switch.items() if key.startswith("switch to")))
+
+
+def report_open(app, window, tmp: Path, images: int, quick: bool) -> dict:
+    """Make a folder of ``images`` PNGs, run and print :func:`bench_open`."""
+    folder = tmp / "many"
+    t0 = time.perf_counter()
+    make_folder(folder, images)
+    print(f"made {images} PNGs in {time.perf_counter() - t0:.1f} s")
+    opened = bench_open(app, window, folder, pages=100 if quick else None)
+    print(f"open {opened['images']} images: open_folder {opened['open_s']:.2f} s, list painted after "
+          f"{opened['first_paint_s']:.2f} s (target < {OPEN_TARGET_S} s)")
+    print(f"scroll {opened['scroll_pages']} pages: frame median {opened['scroll_frame_median_ms']:.1f} "
+          f"ms, max {opened['scroll_frame_max_ms']:.1f} ms; thumbnails cached {opened['thumbnails_cached']}")
+    print(f"memory: {opened['rss_before_mb']:.0f} MiB before, {opened['rss_open_mb']:.0f} MiB open, "
+          f"{opened['rss_after_scroll_mb']:.0f} MiB after scrolling everything")
+    return opened
 
 
 if __name__ == "__main__":

@@ -247,3 +247,40 @@ def test_export_from_gui_and_cli_writes_the_corrected_mask(make_window, demo_fol
     report = json.loads((broken_out / "lrpseg-report.json").read_text())
     error = next(r["error"] for r in report["images"] if r["image"].endswith(rel))
     assert "damaged" in error and rel in error
+
+
+def test_outline_of_score_and_of_a_corrected_mask_match_the_morphological_definition(qtbot):
+    """The per-tick outline (score vs its neighbourhood minimum) and the per-stroke patch of a corrected mask's
+    outline both equal mask & ~erode(mask) recomputed from scratch."""
+    import cv2
+    from lrpseg.app.viewer import ImageViewer, OutlineRenderer, outline_width, threshold_index
+
+    rng = np.random.default_rng(0)
+    size = 900  # outline half-width 2
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    index = (np.clip(0.5 + 0.5 * np.sin(9 * xx + 4 * yy) + 0.05 * rng.standard_normal((size, size)), 0, 1)
+             * 255).round().astype(np.uint8)
+    width = outline_width(index.shape)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+
+    def reference(mask: np.ndarray) -> np.ndarray:
+        mask = mask.astype(np.uint8)
+        return mask & (1 - cv2.erode(mask, kernel))
+
+    renderer = OutlineRenderer(index)
+    for threshold in (0.0, 0.2, 0.5, 0.97, 1.0):
+        first = threshold_index(threshold)
+        np.testing.assert_array_equal(renderer.render(first), reference(index >= first))
+
+    viewer = ImageViewer()
+    qtbot.addWidget(viewer)
+    viewer.set_image(np.zeros((size, size, 3), np.uint8))
+    viewer.set_mask_style("outline")
+    edit = MaskEdit(index >= 128)
+    viewer.set_manual_mask(edit.mask)
+    for value, points in ((False, [(100.5, 100.5), (400.2, 300.7)]), (True, [(0.5, 890.0), (899.0, 10.0)])):
+        edit.begin_stroke(value, 31)
+        for x, y in points:
+            viewer.manual_mask_changed(edit.add_point(x, y))
+        edit.end_stroke()
+        np.testing.assert_array_equal(viewer.mask_item.image, reference(edit.mask))
