@@ -7,12 +7,14 @@ for usage errors). Choices (rule sets, segmenters, heads) come from the core reg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 from pathlib import Path
 
 from lrpseg.core import __version__
+from lrpseg.core.batched import EngineError
 from lrpseg.core.cancel import Cancelled
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
 from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
@@ -21,7 +23,7 @@ from lrpseg.core.images import ImageReadError, scan_folder
 from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
 from lrpseg.core.lrp import RULE_SETS, STARTS
 from lrpseg.core.models import HEADS
-from lrpseg.core.pipeline import Outcome
+from lrpseg.core.pipeline import LRP_BATCH, Outcome
 from lrpseg.core.project import ProjectError
 from lrpseg.core.segment import SEGMENTERS
 from lrpseg.core.train import TrainConfig
@@ -166,7 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
     seg.add_argument("--no-scores", action="store_true", help="do not write score maps")
     seg.add_argument("--coco", action="store_true", help="also write COCO JSON with RLE masks")
+    seg.add_argument(
+        "--batch-size", type=int, default=LRP_BATCH, help=f"network inputs per LRP batch (default {LRP_BATCH})"
+    )
     _add_device(seg)
+    engine = seg.add_argument_group("engine", "where the work runs (README: Many machines)")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local = this process; ray = a Ray cluster (pip install 'lrpseg[ray]')",
+    )
+    engine.add_argument(
+        "--address",
+        help="Ray cluster to join: 'auto' (started here with ray start) or ray://host:port "
+        "(default: start a local cluster for this run)",
+    )
+    engine.add_argument("--workers", type=int, help="Ray workers, each holding the model (default: one per CPU)")
+    engine.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker (default 0: explain on CPUs)"
+    )
 
     ev = sub.add_parser("evaluate", help="score an export folder against ground-truth masks")
     ev.add_argument("out", type=Path, help="export folder written by lrpseg segment")
@@ -312,41 +333,93 @@ def _segment_project(args, device, options: ExportOptions) -> MaskExport:
     return export
 
 
-def _segment_folder(args, device, options: ExportOptions) -> MaskExport:
-    """``segment IMAGES --model M``: every image of a folder, no project."""
-    from lrpseg.core.pipeline import segment_folder
+RAY_INSTALL = "pip install 'lrpseg[ray]'"
+
+
+def _ray_engine(args):
+    """The Ray engine for ``args``; Ray is imported here only, so the local engine never needs it."""
+    try:
+        from lrpseg.core.ray_engine import RayEngine, RayOptions
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in ("ray", "pyarrow", "pandas"):
+            raise
+        raise CommandError(f"--engine ray needs Ray, which is not installed ({error.name}): {RAY_INSTALL}") from None
+    if args.device == "cuda" and not args.gpus_per_worker:
+        raise CommandError("with --engine ray, ask for GPUs with --gpus-per-worker (--device sets the local engine)")
+    return RayEngine(RayOptions(args.address, args.workers, args.gpus_per_worker))
+
+
+def _check_engine_options(args) -> None:
+    if args.engine == "ray" and args.project is not None:
+        raise CommandError("--engine ray segments an image folder; --project runs on the local engine")
+    if args.engine == "local":
+        given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers)) if value]
+        given += ["--gpus-per-worker"] if args.gpus_per_worker else []
+        if given:
+            raise CommandError(f"{', '.join(given)} only apply with --engine ray")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, not {args.batch_size}")
+
+
+def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
+    """``segment IMAGES --model M``: every image of a folder, no project, on the local or the Ray engine."""
+    from lrpseg.core.batched import SegmentOptions, segment_folder
 
     if args.images is None or args.model is None:
         raise CommandError("segment needs an image folder and --model, or --project FOLDER")
+    engine = _ray_engine(args) if args.engine == "ray" else None
+    if engine is not None:
+        device = resolve_device("cuda" if args.gpus_per_worker else "cpu")
     model, meta = load_checkpoint(args.model)
     paths, problems = _scan(args.images)
-    rule_set, segmenter = args.rules or DEFAULT_RULE_SET, args.segmenter or DEFAULT_SEGMENTER
+    options = SegmentOptions(
+        args.rules or DEFAULT_RULE_SET,
+        args.segmenter or DEFAULT_SEGMENTER,
+        args.maxpool,
+        args.mode,
+        args.batch_size,
+        start=args.start,
+    )
     provenance = {
         **model_provenance(args.model),
         "model_config": {k: meta.get(k) for k in ("head", "width", "input_size")},
-        "rule_set": rule_set,
-        "segmenter": segmenter,
+        "rule_set": options.rule_set,
+        "segmenter": options.segmenter,
         "maxpool": args.maxpool,
         "mode": args.mode,
         "relevance_start": args.start,
         "device": describe_device(device),
         "tool": "lrpseg segment",
+        "engine": args.engine,
     }
     root = args.images if args.images.is_dir() else args.images.parent
-    export = MaskExport(args.out, provenance, options, root=root)
-    for path, reason in problems:
-        export.export_one(Outcome(path, error=f"{path}: {reason}"))
-    outcomes = segment_folder(
-        paths, model, rule_set=rule_set, segmenter=segmenter, maxpool=args.maxpool, mode=args.mode, device=device,
-        start=args.start,
-    )
-    for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
-        export.export_one(outcome)
+    with engine or contextlib.nullcontext():
+        provenance["workers"] = 1 if engine is None else engine.workers
+        export = MaskExport(args.out, provenance, export_options, root=root)
+        for path, reason in problems:
+            export.export_one(Outcome(path, error=f"{path}: {reason}"))
+        if engine is None:
+            outcomes = segment_folder(
+                paths,
+                model,
+                rule_set=options.rule_set,
+                segmenter=options.segmenter,
+                maxpool=options.maxpool,
+                mode=options.mode,
+                start=options.start,
+                batch_size=options.batch_size,
+                device=device,
+            )
+        else:
+            outcomes = engine.segment(paths, args.model, options)
+        for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
+            export.export_one(outcome)
     export.finish()
     return export
 
 
 def run_segment(args) -> int:
+    _check_engine_options(args)
     options = _export_options(args)
     device = resolve_device(args.device)
     if args.project is not None:
@@ -448,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (CommandError, WorkflowError, CheckpointError, ImageReadError, ProjectError, ValueError, OSError) as error:
+    except (
+        CommandError, WorkflowError, CheckpointError, EngineError, ImageReadError, ProjectError, ValueError, OSError
+    ) as error:
         print(f"lrpseg {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Cancelled:

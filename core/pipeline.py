@@ -25,16 +25,15 @@ when asked for, so a viewer can still show it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.device import resolve_device
-from lrpseg.core.images import MAX_PIXELS, ImageReadError, read_image
+from lrpseg.core.images import MAX_PIXELS
 from lrpseg.core.labels import is_damaged
 from lrpseg.core.lrp import explain
 from lrpseg.core.models import VGGA
@@ -53,12 +52,14 @@ __all__ = [
     "Outcome",
     "analyse",
     "explain_image",
+    "explain_windows",
+    "prepare_image",
+    "PreparedImage",
     "mask_from_score",
     "predict",
     "resegment",
     "resolve_device",
     "segment_explained",
-    "segment_folder",
 ]
 
 
@@ -176,14 +177,34 @@ def _to_grid(array: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _explain_batch(model, batch, rule_set, maxpool, start="logodds", batch_size=8):
+LRP_BATCH = 8
+
+
+def explain_windows(
+    model: VGGA,
+    windows: torch.Tensor,
+    rule_set: str,
+    maxpool: str,
+    start: str = "logodds",
+    batch_size: int = LRP_BATCH,
+    pad: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """LRP relevance ``(K, S, S)`` and P(damaged) ``(K,)`` of ``K`` network inputs, ``batch_size`` at a time.
+
+    With ``pad`` a last, partial batch is filled up with zeros: the kernels PyTorch picks depend on the batch
+    size and differ in the last bits, so engines that always explain full batches give the same maps whatever
+    images share a batch.
+    """
     relevance, probability = [], []
-    for first in range(0, len(batch), batch_size):
-        chunk = batch[first : first + batch_size]
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first : first + batch_size]
+        count = len(chunk)
+        if pad and count < batch_size:
+            chunk = torch.cat([chunk, chunk.new_zeros((batch_size - count, *chunk.shape[1:]))])
         explanation = explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool, start=start)
-        relevance.append(explanation.relevance.astype(np.float32))
+        relevance.append(explanation.relevance[:count].astype(np.float32))
         logits = torch.as_tensor(explanation.logits, dtype=torch.float64)
-        probability.append(torch.softmax(logits, dim=1)[:, 1].numpy())
+        probability.append(torch.softmax(logits[:count], dim=1)[:, 1].numpy())
     return np.concatenate(relevance), np.concatenate(probability)
 
 
@@ -205,6 +226,68 @@ class ExplainedImage:
     maxpool: str
     mode: str
     start: str = "logodds"
+
+
+@dataclass
+class PreparedImage:
+    """One decoded image turned into network inputs, waiting for LRP (:func:`prepare_image`).
+
+    ``windows`` is the ``(K, 3, S, S)`` batch to explain: one centre crop, or the K tiles of the upscaled
+    image. :meth:`finish` turns the K windows' relevance maps and probabilities into an
+    :class:`ExplainedImage`. Batched engines gather the windows of many images into one LRP batch.
+    """
+
+    windows: torch.Tensor | None
+    mode: str
+    to_original: Callable[[np.ndarray], np.ndarray]
+    valid: np.ndarray
+    combine: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+
+    def finish(
+        self, relevance: np.ndarray, probability: np.ndarray, rule_set: str, maxpool: str, start: str = "logodds"
+    ) -> ExplainedImage:
+        """The explained image from the windows' ``(K, S, S)`` relevance and ``(K,)`` probabilities."""
+        stitched, image_probability = self.combine(relevance, probability)
+        return ExplainedImage(
+            float(image_probability), stitched, self.to_original, self.valid, rule_set, maxpool, self.mode, start
+        )
+
+
+def prepare_image(model: VGGA, image: np.ndarray, mode: str = "auto", windows: bool = True) -> PreparedImage:
+    """Resolve the mode of a decoded image and cut it into the network inputs LRP needs.
+
+    With ``windows=False`` only the mapping back to the image grid is built (for maps already cached).
+    Raises ``ValueError`` for images whose tiling would be unbounded work.
+    """
+    height, width = image.shape[:2]
+    mode = choose_mode(image.shape, model.input_size, mode)
+    if mode == "crop":
+        tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
+        side = model.input_size
+        valid = placement.to_original(np.ones((side, side), np.float32)) > 0.5
+        return PreparedImage(
+            tensor[None] if windows else None,
+            mode,
+            placement.to_original,
+            valid,
+            lambda relevance, probability: (relevance[0], float(probability[0])),
+        )
+    batch, origins, upscaled_shape = None, [], None
+    if windows:
+        upscaled = _upscaled(image, model.input_size)
+        batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
+        upscaled_shape = upscaled.shape[:2]
+
+    def to_original(array: np.ndarray) -> np.ndarray:
+        return _to_grid(array, height, width)
+
+    def combine(relevance: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, float]:
+        called_damaged = is_damaged(probability)
+        if called_damaged.any():  # the map explains the damaged decision: other windows add nothing
+            relevance = np.where(called_damaged[:, None, None], relevance, np.float32(0.0))
+        return stitch(relevance, origins, upscaled_shape, model.input_size), float(probability.max())
+
+    return PreparedImage(batch, mode, to_original, np.ones((height, width), dtype=bool), combine)
 
 
 def explain_image(
@@ -239,31 +322,14 @@ def explain_image(
         model.to(device)
     device = _model_device(model)
     model.eval()
-    height, width = image.shape[:2]
-    mode = choose_mode(image.shape, model.input_size, mode)
-    if mode == "crop":
-        tensor, placement = prepare_eval(image, model.input_size, model.mean, model.std)
-        if cached is None:
-            relevance, probability = _explain_batch(model, tensor[None].to(device), rule_set, maxpool, start)
-            cached = (relevance[0], float(probability[0]))
-        to_original = placement.to_original
-        valid = placement.to_original(np.ones(cached[0].shape, np.float32)) > 0.5
-    else:
-        if cached is None:
-            upscaled = _upscaled(image, model.input_size)
-            batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
-            relevance, probability = _explain_batch(model, batch.to(device), rule_set, maxpool, start)
-            called_damaged = is_damaged(probability)
-            if called_damaged.any():  # the map explains the damaged decision: other windows add nothing
-                relevance[~called_damaged] = 0.0
-            cached = (stitch(relevance, origins, upscaled.shape[:2], model.input_size), float(probability.max()))
-
-        def to_original(array: np.ndarray) -> np.ndarray:
-            return _to_grid(array, height, width)
-
-        valid = np.ones((height, width), dtype=bool)
-    relevance, probability = cached
-    return ExplainedImage(float(probability), relevance, to_original, valid, rule_set, maxpool, mode, start)
+    prepared = prepare_image(model, image, mode, windows=cached is None)
+    if cached is not None:
+        relevance, probability = cached
+        return ExplainedImage(
+            float(probability), relevance, prepared.to_original, prepared.valid, rule_set, maxpool, prepared.mode, start
+        )
+    relevance, probability = explain_windows(model, prepared.windows.to(device), rule_set, maxpool, start)
+    return prepared.finish(relevance, probability, rule_set, maxpool, start)
 
 
 def segment_explained(explained: ExplainedImage, segmenter: str = "bmm", seed: int = 0) -> Analysis:
@@ -316,38 +382,3 @@ def analyse(
 def resegment(analysis: Analysis, segmenter: str, seed: int = 0) -> Analysis:
     """The same explanation segmented with another segmenter, without running LRP again."""
     return segment_explained(analysis.explained, segmenter, seed)
-
-
-def segment_folder(
-    paths: Sequence[Path],
-    model: VGGA,
-    *,
-    rule_set: str = "ours",
-    segmenter: str = "bmm",
-    maxpool: str = "wta",
-    mode: str = "auto",
-    start: str = "logodds",
-    device: torch.device | None = None,
-    progress: Callable[[int, int, Path], None] | None = None,
-    cancel: CancelToken | None = None,
-) -> Iterator[Outcome]:
-    """Analyse many files; a file that cannot be read or processed yields an :class:`Outcome` with an error.
-
-    The batch never aborts for one file. ``progress(done, total, path)`` is called after each file.
-    """
-    if device is not None:
-        model.to(device)
-    total = len(paths)
-    for done, path in enumerate(paths, start=1):
-        check(cancel)
-        path = Path(path)
-        try:
-            image = read_image(path)
-            outcome = Outcome(path, analysis=analyse(model, image, rule_set, segmenter, maxpool, mode, start=start))
-        except ImageReadError as error:
-            outcome = Outcome(path, error=str(error))
-        except (ValueError, RuntimeError, MemoryError) as error:
-            outcome = Outcome(path, error=f"{path}: {type(error).__name__}: {error}")
-        if progress:
-            progress(done, total, path)
-        yield outcome

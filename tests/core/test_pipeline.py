@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from lrpseg.core.batched import segment_folder
 from lrpseg.core.demo import make_sample
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.pipeline import (
@@ -11,7 +12,6 @@ from lrpseg.core.pipeline import (
     predict,
     resegment,
     segment_explained,
-    segment_folder,
 )
 
 
