@@ -128,8 +128,8 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
         target=lambda: result.append(_segment(images, model, out, "--engine", "ray", "--workers", "2")), daemon=True
     )
     run.start()
-    victim = _wait_for(lambda: sorted(set(_worker_pids()) - earlier), 120, "a Ray worker of this run")[0]
-    _wait_for(lambda: list(out.glob("*.png")) or not run.is_alive(), 120, "the first mask")
+    victim = _wait_for(lambda: sorted(set(_worker_pids()) - earlier), 300, "a Ray worker of this run")[0]
+    _wait_for(lambda: list(out.glob("*.png")) or not run.is_alive(), 300, "the first mask")
     os.kill(victim, signal.SIGKILL)
     run.join(300)
     assert result == [0]
