@@ -15,7 +15,8 @@ from pathlib import Path
 from lrpseg.app import session
 from lrpseg.app.workers import JobManager
 from lrpseg.core.adoption import Verdict, record_model
-from lrpseg.core.train import label_warnings
+from lrpseg.core.labels import DAMAGED, UNDAMAGED
+from lrpseg.core.train import FEW_LABELS
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressBar, QPushButton
 
@@ -106,8 +107,8 @@ class JobController(QObject):
         def work(progress, cancel):
             return session.train(paths, values, config, out, device, progress, cancel, current, names=rels)
 
-        warnings = label_warnings(values)
-        self._started(f"Training on {len(rels)} labelled images…" + (f" Note: {warnings[0]}." if warnings else ""))
+        few = [f"{values.count(name)} {name}" for name in (DAMAGED, UNDAMAGED) if values.count(name) < FEW_LABELS]
+        self._started(f"Training on {len(rels)} labelled images" + (f" (few: {', '.join(few)})…" if few else "…"))
         self.jobs.start(
             "train", work, on_progress=self._train_progress,
             on_success=lambda outcome: self._trained(outcome, project),
@@ -124,12 +125,12 @@ class JobController(QObject):
     def _train_progress(self, p) -> None:
         done = ((p.epoch - 1) * p.steps + p.step) / max(1, p.epochs * p.steps)
         self.progress.setValue(round(1000 * done))
-        self.progress.setFormat(f"epoch {p.epoch}/{p.epochs} · %p%")
+        left = "" if p.seconds_left is None else f" · ≤{time_left_text(p.seconds_left)}"
+        self.progress.setFormat(f"epoch {p.epoch}/{p.epochs}{left}")
+        self.progress.setToolTip("Epochs done, and the time left at most (early stopping may end sooner)")
         text = f"Training: epoch {p.epoch}/{p.epochs}, step {p.step}/{p.steps}, loss {p.loss:.3f}"
         if p.val_balanced_accuracy is not None:
             text += f", validation balanced accuracy {p.val_balanced_accuracy:.2f}"
-        if p.seconds_left is not None:
-            text += f" · at most {time_left_text(p.seconds_left)} left"
         self.window.show_status(text)
 
     def _trained(self, outcome: session.TrainOutcome, project) -> None:

@@ -69,25 +69,19 @@ def judge(new_score: float | None, current_score: float | None) -> Verdict:
     Returns
     -------
     Verdict
-        Adopt when the new model is not near chance and scores at least as well as the current one (a tie
-        goes to the new model, which has seen more labels).
+        Both scores are on the same validation images. Adopt when the new model is not near chance and scores
+        at least as well as the current one (a tie goes to the new model, which has seen more labels).
     """
     if near_chance(new_score):
-        reason = (
-            f"the new model is near chance (validation balanced accuracy {_fmt(new_score)}, "
-            f"below {CHANCE_LEVEL:.2f})"
-        )
+        reason = f"near chance: balanced accuracy {_fmt(new_score)} (below {CHANCE_LEVEL:.2f})"
         if current_score is not None:
-            reason += f"; the current model scores {_fmt(current_score)} on the same images"
+            reason += f", current model {_fmt(current_score)}"
         return Verdict(False, reason, new_score, current_score)
     if current_score is not None and new_score < current_score:
-        reason = (
-            f"the new model is worse than the current one on the same validation images "
-            f"(balanced accuracy {_fmt(new_score)} against {_fmt(current_score)})"
-        )
+        reason = f"worse: balanced accuracy {_fmt(new_score)} against {_fmt(current_score)} for the current model"
         return Verdict(False, reason, new_score, current_score)
-    against = "" if current_score is None else f" against {_fmt(current_score)} for the previous model"
-    return Verdict(True, f"validation balanced accuracy {_fmt(new_score)}{against}", new_score, current_score)
+    against = "" if current_score is None else f" (previous model {_fmt(current_score)})"
+    return Verdict(True, f"balanced accuracy {_fmt(new_score)}{against}", new_score, current_score)
 
 
 @dataclass(frozen=True)
