@@ -1,9 +1,7 @@
 """The supervised baseline of the paper (§3.2.2): a U-Net (Ronneberger et al., 2015) trained on pixel masks.
 
-Architecture: the U-Net's four down- and four up-steps (two 3×3 convolutions per step, 2×2 max-pool down,
-2×2 transposed convolution up, skip connections by concatenation, a 1×1 convolution to one logit), with
-padded convolutions (output size = input size) and batch norm after every convolution; ``base`` channels
-at the top (32 here; the original has 64), doubling per step.
+Architecture: :class:`lrpseg.core.student.unet.UNet` at full resolution (the network the student segmenter
+also uses), ``base`` channels at the top (32 here; the original has 64), doubling per step.
 
 Training: random S×S crops with flips (the classifier's augmentation), then, as Ronneberger et al., random
 affine maps (rotation, scale, shear, shift) and elastic deformation (displacement vectors drawn on a coarse
@@ -24,45 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lrpseg.core.metrics import segmentation_metrics
+from lrpseg.core.student.unet import UNet, dice_bce_loss
 from mt_data import DeviceImages
 from mt_train import autocast
 from torch import nn
-
-
-def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
-class UNet(nn.Module):
-    """U-Net with batch norm; input (N, 3, S, S) with S divisible by 16, output logits (N, 1, S, S)."""
-
-    def __init__(self, base: int = 32, in_channels: int = 3, depth: int = 4) -> None:
-        super().__init__()
-        widths = [base * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList([_double_conv(in_channels, widths[0])])
-        self.down.extend(_double_conv(widths[i], widths[i + 1]) for i in range(depth))
-        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth))
-        self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i]) for i in range(depth))
-        self.head = nn.Conv2d(widths[0], 1, 1)
-        self.depth = depth
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel damage logits."""
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        x = skips.pop()
-        for i in reversed(range(self.depth)):
-            x = self.merge[i](torch.cat([skips.pop(), self.up[i](x)], dim=1))
-        return self.head(x)
 
 
 def deform(
@@ -112,14 +75,6 @@ def deform(
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     warped_masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return warped, (warped_masks > 0.5).float()
-
-
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice loss (over the whole batch)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    prob = torch.sigmoid(logits)
-    dice = (2 * (prob * target).sum() + eps) / (prob.sum() + target.sum() + eps)
-    return bce + (1 - dice)
 
 
 @torch.no_grad()

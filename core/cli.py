@@ -17,6 +17,7 @@ from lrpseg.core import __version__
 from lrpseg.core.batched import EngineError
 from lrpseg.core.cancel import Cancelled
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
+from lrpseg.core.cli_distil import add_distil_parser, load_student_for, run_distil
 from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
 from lrpseg.core.export_run import ExportOptions, MaskExport, export_workflow, model_provenance, start_export
 from lrpseg.core.images import ImageReadError, scan_folder
@@ -163,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop = the paper's centre crop; tile = cover big images with windows",
     )
     seg.add_argument(
+        "--student",
+        type=Path,
+        help="masks from this student (lrpseg distil) instead of the explanation; its threshold is the default",
+    )
+    seg.add_argument(
         "--threshold", type=float, help="one score threshold for every image instead of the per-image ones"
     )
     seg.add_argument("--overwrite", action="store_true", help="replace existing masks (default: keep them)")
@@ -188,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument(
         "--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker (default 0: explain on CPUs)"
     )
+
+    add_distil_parser(sub, _add_device)
 
     ev = sub.add_parser("evaluate", help="score an export folder against ground-truth masks")
     ev.add_argument("out", type=Path, help="export folder written by lrpseg segment")
@@ -352,6 +360,8 @@ def _ray_engine(args):
 def _check_engine_options(args) -> None:
     if args.engine == "ray" and args.project is not None:
         raise CommandError("--engine ray segments an image folder; --project runs on the local engine")
+    if args.engine == "ray" and args.student is not None:
+        raise CommandError("--student runs on the local engine; drop --engine ray")
     if args.engine == "local":
         given = [flag for flag, value in (("--address", args.address), ("--workers", args.workers)) if value]
         given += ["--gpus-per-worker"] if args.gpus_per_worker else []
@@ -364,6 +374,8 @@ def _check_engine_options(args) -> None:
 def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
     """``segment IMAGES --model M``: every image of a folder, no project, on the local or the Ray engine."""
     from lrpseg.core.batched import SegmentOptions, segment_folder
+    from lrpseg.core.student.infer import segment_folder_student
+    from lrpseg.core.student.store import student_provenance
 
     if args.images is None or args.model is None:
         raise CommandError("segment needs an image folder and --model, or --project FOLDER")
@@ -371,6 +383,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
     if engine is not None:
         device = resolve_device("cuda" if args.gpus_per_worker else "cpu")
     model, meta = load_checkpoint(args.model)
+    student = None if args.student is None else load_student_for(args.student, model, args.model, device)
     paths, problems = _scan(args.images)
     options = SegmentOptions(
         args.rules or DEFAULT_RULE_SET,
@@ -391,6 +404,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         "device": describe_device(device),
         "tool": "lrpseg segment",
         "engine": args.engine,
+        **({} if student is None else student_provenance(args.student, student)),
     }
     root = args.images if args.images.is_dir() else args.images.parent
     with engine or contextlib.nullcontext():
@@ -398,7 +412,9 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         export = MaskExport(args.out, provenance, export_options, root=root)
         for path, reason in problems:
             export.export_one(Outcome(path, error=f"{path}: {reason}"))
-        if engine is None:
+        if student is not None:
+            outcomes = segment_folder_student(paths, model.to(device), student, mode=args.mode)
+        elif engine is None:
             outcomes = segment_folder(
                 paths,
                 model,
@@ -425,6 +441,8 @@ def run_segment(args) -> int:
     if args.project is not None:
         if args.images is not None:
             raise CommandError("give either an image folder or --project, not both")
+        if args.student is not None:
+            raise CommandError("--student works with an image folder and --model, not with --project")
         export = _segment_project(args, device, options)
     else:
         export = _segment_folder(args, device, options)
@@ -504,6 +522,7 @@ COMMANDS = {
     "demo": run_demo,
     "train": run_train,
     "segment": run_segment,
+    "distil": run_distil,
     "evaluate": run_evaluate,
     "labels": run_labels,
 }

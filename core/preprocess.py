@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["Placement", "prepare_eval", "prepare_train", "stitch", "tile_grid", "tiles", "to_float_rgb"]
+__all__ = [
+    "Placement", "prepare_eval", "prepare_train", "stitch", "tile_grid", "tiles", "to_float_rgb", "upscaled_shape"
+]
 
 
 def to_float_rgb(image: np.ndarray) -> np.ndarray:
@@ -59,7 +61,7 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _upscaled_shape(height: int, width: int, size: int) -> tuple[int, int]:
+def upscaled_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """Shape after upscaling so the short side is at least ``size`` (unchanged if it already is)."""
     short = min(height, width)
     if short >= size:
@@ -80,7 +82,7 @@ def _crop_rgb(
 ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
     """Upscale if needed and crop S×S; returns (float RGB crop, resized shape, crop origin)."""
     height, width = image.shape[:2]
-    resized = _upscaled_shape(height, width, size)
+    resized = upscaled_shape(height, width, size)
     if resized == (height, width):
         source = image
     else:

@@ -1,0 +1,105 @@
+"""``lrpseg distil``: train a student segmenter from a classifier's explanations (image labels only).
+
+Kept apart from :mod:`lrpseg.core.cli`, which registers the subcommand with :func:`add_distil_parser` and
+runs it with :func:`run_distil`; ``lrpseg segment --student`` uses :func:`load_student_for`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lrpseg.core.checkpoint import load_checkpoint
+from lrpseg.core.export import file_sha256
+from lrpseg.core.images import scan_folder
+from lrpseg.core.labels import labels_from_folders, read_labels
+from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.student.distil import DistilConfig, distil_to_file
+from lrpseg.core.student.store import Student, check_student_fits, load_student
+from tqdm import tqdm
+
+_DEFAULTS = DistilConfig()
+
+
+def add_distil_parser(sub, add_device) -> None:
+    """Add the ``distil`` subcommand to ``sub`` (argparse subparsers); ``add_device`` adds ``--device``."""
+    p = sub.add_parser("distil", help="train a student segmenter on the classifier's masks (image labels only)")
+    p.add_argument("images", type=Path, help="image folder (searched recursively)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels-from-folders", action="store_true",
+                        help="label = nearest parent folder named damaged/ or undamaged/")  # fmt: skip
+    source.add_argument("--labels", type=Path, help="CSV (image,label) or JSON ({image: label}) label file")
+    p.add_argument("--model", type=Path, required=True, help="the classifier (lrpseg train's checkpoint)")
+    p.add_argument("--out", type=Path, required=True, help="student file to write (.safetensors)")
+    p.add_argument("--rules", choices=list(RULE_SETS), default=_DEFAULTS.rule_set, help="LRP rule set of the targets")
+    p.add_argument("--segmenter", choices=list(SEGMENTERS), default=_DEFAULTS.segmenter,
+                   help=f"segmenter that turns relevance into the target masks (default {_DEFAULTS.segmenter})")
+    p.add_argument("--band-low", type=float, default=_DEFAULTS.band_low,
+                   help="ignore scores in [t - LOW, t + HIGH) around the segmenter's threshold t")
+    p.add_argument("--band-high", type=float, default=_DEFAULTS.band_high)
+    p.add_argument("--base", type=int, default=_DEFAULTS.base, help="U-Net channels at the top level (width)")
+    p.add_argument("--depth", type=int, default=_DEFAULTS.depth, help="U-Net down-/up-steps")
+    p.add_argument("--stem-stride", type=int, default=_DEFAULTS.stem_stride,
+                   help="run the U-Net at 1/STRIDE resolution (1 = full)")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    p.add_argument("--self-training", type=int, default=0, metavar="ROUNDS",
+                   help="rounds of retraining on the student's own confident masks (default 0)")
+    p.add_argument("--include-predicted", type=float, metavar="CONFIDENCE",
+                   help="also use unlabelled images the classifier calls damaged (undamaged) with at least this "
+                   "probability")
+    p.add_argument("--mode", choices=("auto", "crop", "tile"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p)
+
+
+def run_distil(args: argparse.Namespace) -> int:
+    """Body of ``lrpseg distil``."""
+    paths, problems = scan_folder(args.images) if args.images.is_dir() else ([], [])
+    if not args.images.is_dir():
+        raise ValueError(f"{args.images}: no such folder")
+    for path, reason in problems:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    labels = labels_from_folders(args.images) if args.labels_from_folders else read_labels(args.labels)
+    rels = [p.relative_to(args.images).as_posix() for p in paths]
+    chosen = [(p, labels.get(r)) for p, r in zip(paths, rels, strict=True)
+              if r in labels or args.include_predicted is not None]  # fmt: skip
+    if not any(label for _, label in chosen):
+        raise ValueError(f"no labelled images found in {args.images}")
+    model, _ = load_checkpoint(args.model)
+    config = DistilConfig(
+        base=args.base, depth=args.depth, stem_stride=args.stem_stride, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, rule_set=args.rules, segmenter=args.segmenter, mode=args.mode,
+        band_low=args.band_low, band_high=args.band_high, self_training_rounds=args.self_training,
+        predicted_confidence=args.include_predicted, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    bar = tqdm(total=1000, desc="distilling", file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+    def progress(p) -> None:
+        bar.n = round(1000 * p.fraction)
+        bar.set_description(p.stage)
+        if p.loss is not None:
+            bar.set_postfix(loss=f"{p.loss:.3f}")
+        bar.refresh()
+
+    student = distil_to_file([p for p, _ in chosen], [label for _, label in chosen], model, args.model, config,
+                             args.out, progress=progress)  # fmt: skip
+    bar.close()
+    s = student.training
+    print(
+        f"distilled from {s['counts']['pseudo'] + s['counts']['self']} damaged and {s['counts']['background']} "
+        f"undamaged images in {s['seconds']:.0f} s; default threshold {student.threshold:.3f} "
+        f"(teacher masks cover {100 * s['teacher_coverage']:.2f} % of damaged images) -> {args.out}"
+    )
+    return 0
+
+
+def load_student_for(path: Path, model, model_path: Path, device) -> Student:
+    """Load the student at ``path`` for the classifier ``model`` read from ``model_path``; refuse a student of
+    another classifier (:func:`lrpseg.core.student.store.check_student_fits`)."""
+    student = load_student(path, map_location=device)
+    check_student_fits(student, model, file_sha256(model_path), where=str(path))
+    return student
