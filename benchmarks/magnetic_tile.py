@@ -32,6 +32,7 @@ from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
 from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD
+from lrpseg.core.student.distil import DistilConfig
 from lrpseg.core.train import TrainConfig, fit
 from mt_data import CROP_POLICIES, eval_set, load_pairs
 from mt_pretrain import pretrain_encoder
@@ -44,12 +45,14 @@ from mt_split import (
     load_images,
     split_groups,
 )
+from mt_student import evaluate_students
 from mt_train import fit_on_device
 from unet import predict_unet, train_unet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-QUICK = {"width": 0.125, "input_size": 64, "limit": 18, "epochs": 2, "unet_epochs": 2, "unet_base": 8}
+QUICK = {"width": 0.125, "input_size": 64, "limit": 18, "epochs": 2, "unet_epochs": 2, "unet_base": 8,
+         "student_epochs": 1, "student_base": 4}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,6 +121,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="damaged",
         help="damaged: the damaged training images (the paper's 119); all: undamaged ones too",
     )
+    p.add_argument("--student-epochs", type=int, default=None, help="student epochs (default 30; 0 skips students)")
+    p.add_argument("--student-base", type=int, default=None, help="student U-Net base channels (default 16)")
+    p.add_argument("--student-heads", nargs="+", choices=HEADS, default=["128n"], help="classifiers to distil")
+    p.add_argument(
+        "--student-rule-sets",
+        nargs="+",
+        default=["ours", "best"],
+        help="rule sets of the students' targets; 'best' = the head's best rule set by LRP IoU (default ours best)",
+    )
+    p.add_argument("--student-segmenters", nargs="+", choices=mt_eval.SEGMENTER_NAMES,
+                   default=list(mt_eval.SEGMENTER_NAMES))  # fmt: skip
+    p.add_argument("--student-self-training", type=int, default=1, help="self-training rounds, each scored")
+    p.add_argument("--student-band", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
+                   help="ignore band around the teacher segmenter's threshold (default: DistilConfig's)")
     p.add_argument(
         "--save-models", action="store_true", help="write <out>/magnetic_tile_<head>.safetensors (core.checkpoint)"
     )
@@ -129,7 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--label", default=None, help="headline of the report (default: describes device/size)")
     args = p.parse_args(argv)
-    defaults = {"width": 1.0, "input_size": 224, "limit": None, "epochs": 100, "unet_epochs": 200, "unet_base": 32}
+    defaults = {"width": 1.0, "input_size": 224, "limit": None, "epochs": 100, "unet_epochs": 200, "unet_base": 32,
+                "student_epochs": 30, "student_base": 16}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, QUICK[key] if args.quick else value)
@@ -197,6 +215,15 @@ def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torc
     return model, meta["training"]
 
 
+def student_config(args: argparse.Namespace, device: torch.device) -> DistilConfig:
+    """The students' settings from the command line (the rest are :class:`DistilConfig`'s defaults)."""
+    band = {} if args.student_band is None else {"band_low": args.student_band[0], "band_high": args.student_band[1]}
+    return DistilConfig(
+        base=args.student_base, epochs=args.student_epochs, self_training_rounds=args.student_self_training,
+        maxpool=args.maxpool, seed=args.seed, device=str(device), **band,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
@@ -250,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(args.init_from, encoder, training=pretraining)
         timings["self-supervised pretraining"] = time.perf_counter() - t
     classification, segmentation, curves, examples = {}, {}, {}, {}
+    students, student_costs = {}, {}
     originals = np.arange(len(damaged) // 3)  # eval_set's order: all centre crops, then their two flips
     picks = originals[np.linspace(0, len(originals) - 1, min(8, len(originals))).round().astype(int)]
     train_idx, val_idx = sets["train"], sets["val"]
@@ -292,6 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"LRP + segment {head}"] = time.perf_counter() - t
         for rule_set, lt in lrp_timing.items():
             log(f"  {rule_set}: LRP {lt['lrp_s']} s, segmenters {lt['segment_s']} s for {lt['maps']} maps")
+        if args.student_epochs > 0 and head in args.student_heads:
+            t = time.perf_counter()
+            rule_sets = list(dict.fromkeys(best[0] if rs == "best" else rs for rs in args.student_rule_sets))
+            log(f"  Distilling students from {head} ({', '.join(rule_sets)} × {', '.join(args.student_segmenters)})")
+            found, costs = evaluate_students(
+                model, head, [images[i] for i in train_idx], targets[train_idx], seg_x, seg_truth,
+                rule_sets=rule_sets, segmenters=args.student_segmenters, config=student_config(args, device),
+                log=log,
+            )  # fmt: skip
+            students.update(found)
+            costs["classifier_train_seconds"] = summary.get("seconds")
+            student_costs[head] = costs
+            timings[f"students {head}"] = time.perf_counter() - t
         del model
 
     unet = None
@@ -317,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  U-Net test: IoU {m['iou']:.3f} P {m['precision']:.3f} R {m['recall']:.3f}")
         del model
 
-    figures = mt_eval.plot_figures(curves, unet, seg_truth, args.out)
+    figures = mt_eval.plot_figures(curves, unet, seg_truth, args.out, students=students)
     timings["total"] = time.perf_counter() - started
     run = {
         "label": _label(args, device),
@@ -336,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         "no_skill_precision": float(np.mean(seg_truth)),
         "pretraining": pretraining,
         "unet": None if unet is None else {"metrics": unet["metrics"], "summary": unet["summary"]},
+        "students": {key: {"metrics": v["metrics"], "summary": v.get("summary")} for key, v in students.items()},
+        "student_costs": student_costs,
         "figures": {k: str(v) for k, v in figures.items()},
         "examples": {head: str(path) for head, path in examples.items()},
         "timings": {k: round(v, 1) for k, v in timings.items()},
@@ -363,6 +406,10 @@ NOTES = [
     "Classifiers from random (Kaiming) initialisation unless --imagenet-weights is given, or --pretrain-epochs "
     "(convolutions pretrained self-supervised with SimCLR on the training images, labels unused; "
     "benchmarks/mt_pretrain.py); the paper starts from ImageNet weights.",
+    "Students (core.student): a U-Net distilled from each classifier's LRP + segmenter masks on the training "
+    "split with image labels only (damaged: the mask with an ignore band around the segmenter's threshold; "
+    "undamaged: all background), random crops and flips; scored at the threshold it measured on its training "
+    "images (coverage matching) and at 0.5; rN = after N self-training rounds.",
     "U-Net: trained on the masks of the damaged training images (the paper's 119) with random crops, "
     "flips, affine and elastic deformation; best epoch by validation IoU; scored on the same crops.",
     "Full configuration (needs a CUDA GPU): `python benchmarks/magnetic_tile.py --amp` (width 1, input 224, "

@@ -160,12 +160,17 @@ def evaluate_lrp(
 
 
 def plot_figures(
-    lrp: dict, unet: dict | None, truths: np.ndarray, out_dir: Path, prefix: str = "magnetic_tile"
+    lrp: dict,
+    unet: dict | None,
+    truths: np.ndarray,
+    out_dir: Path,
+    prefix: str = "magnetic_tile",
+    students: dict | None = None,
 ) -> dict[str, Path]:
     """One PR plot per rule set (paper Figure 4: Montavon, Figure 5: ours) with the no-skill line.
 
     ``lrp`` maps ``(head, rule_set, segmenter)`` to a :func:`score_maps` result; the U-Net curve is drawn in
-    every plot.
+    every plot; ``students`` (``"head/rule_set/segmenter/rN"`` -> result) in the plot of their rule set.
     """
     no_skill = no_skill_precision(list(truths))
     paths = {}
@@ -177,6 +182,10 @@ def plot_figures(
         }
         if unet is not None:
             curves["U-Net"] = unet["curve"]
+        for key, value in (students or {}).items():
+            head, rs, method, rounds = key.split("/")
+            if rs == rule_set:
+                curves[f"student {HEAD_LABELS[head]} {method} {rounds}"] = value["curve"]
         path = Path(out_dir) / f"{prefix}_pr_{rule_set}.png"
         title = f"Magnetic Tile PR curves, LRP rule set '{rule_set}'"
         paths[rule_set] = plot_pr_curves(curves, no_skill, path, size=(720, 540), title=title)

@@ -15,20 +15,29 @@ def _f(value, digits: int = 3) -> str:
 
 
 def best_lrp(segmentation: dict) -> tuple[str, dict]:
-    """The ``head/rules/segmenter`` key with the highest IoU, and its metrics."""
+    """The key (e.g. ``head/rules/segmenter``) with the highest IoU, and its metrics."""
     key = max(segmentation, key=lambda k: -1.0 if math.isnan(segmentation[k]["iou"]) else segmentation[k]["iou"])
     return key, segmentation[key]
 
 
+def best_student(students: dict) -> tuple[str | None, dict | None]:
+    """The student key with the highest IoU at its own threshold, and its metrics (None, None without any)."""
+    if not students:
+        return None, None
+    return best_lrp({key: value["metrics"] for key, value in students.items()})
+
+
 def result_line(run: dict) -> str:
-    """``RESULT best_lrp_iou=... best_config=... unet_iou=... balanced_accuracy_128n=... ... device=...``."""
+    """``RESULT best_lrp_iou=... best_config=... unet_iou=... student_iou=... balanced_accuracy_128n=... ...``."""
     key, best = best_lrp(run["segmentation"])
     cls = run["classification"]
     unet = run.get("unet")
+    _, student = best_student(run.get("students") or {})
     device = run["device"].replace(" ", "_")
     return (
         f"RESULT best_lrp_iou={_f(best['iou'], 4)} best_config={key} "
         f"unet_iou={_f(unet['metrics']['iou'], 4) if unet else '–'} "
+        f"student_iou={_f(student['iou'], 4) if student else '–'} "
         f"balanced_accuracy_128n={_f(cls.get('128n', {}).get('balanced_accuracy'), 4)} "
         f"balanced_accuracy_onefc={_f(cls.get('onefc', {}).get('balanced_accuracy'), 4)} device={device}"
     )
@@ -152,6 +161,42 @@ def _table3(run: dict) -> list[str]:
     return lines + [""]
 
 
+def _students(run: dict) -> list[str]:
+    students = run.get("students") or {}
+    if not students:
+        return []
+    lines = [
+        "## Students distilled from the explanations (image labels only)",
+        "",
+        "Same damaged test crops and metrics as above. Teacher = classifier, rule set and segmenter whose masks "
+        "were the targets; rounds = self-training rounds done; t = the student's measured default threshold.",
+        "",
+        "| teacher | rule set | segmenter | rounds | IoU | P | R | mean IoU | AP | marked | t | IoU at 0.5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, value in students.items():
+        head, rule_set, method, rounds = key.split("/")
+        m = value["metrics"]
+        lines.append(
+            f"| {HEAD_LABELS[head]} | {rule_set} | {method} | {rounds[1:]} | {_f(m['iou'])} | {_f(m['precision'])} "
+            f"| {_f(m['recall'])} | {_f(m['mean_iou'])} | {_f(m['ap'])} | {_f(m.get('mask_fraction'))} | "
+            f"{_f(m['threshold'], 2)} | {_f(m['iou_at_0.5'])} |"
+        )
+    for head, costs in (run.get("student_costs") or {}).items():
+        distil_s = costs["distil_seconds"]
+        train_s = costs.get("classifier_train_seconds")
+        mean_distil = sum(distil_s.values()) / max(1, len(distil_s))
+        ratio = f"{mean_distil / train_s:.2f}×" if train_s else "–"
+        lines += [
+            "",
+            f"Costs ({HEAD_LABELS[head]}): distillation {mean_distil:.0f} s per student on average (all rounds) "
+            f"against {_f(train_s, 0)} s of classifier training ({ratio}); forward pass on the {costs['crops']} "
+            f"test crops: student {costs['student_forward_s']} s, classifier {costs['classifier_forward_s']} s "
+            f"({costs['student_forward_s'] / max(costs['classifier_forward_s'], 1e-9):.2f}×).",
+        ]
+    return lines + [""]
+
+
 def write_report(run: dict, path: Path) -> str:
     """Write the Markdown report to ``path``; returns the RESULT line (the file's last line)."""
     path = Path(path)
@@ -168,6 +213,7 @@ def write_report(run: dict, path: Path) -> str:
         *_data_section(run),
         *_table2(run),
         *_table3(run),
+        *_students(run),
         "## Precision-recall curves (paper Figures 4 and 5)",
         "",
     ]

@@ -222,6 +222,7 @@ def distil(
     classifier_sha256: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    on_round: Callable[[int, Student], None] | None = None,
 ) -> Student:
     """Train a student on decoded images.
 
@@ -245,6 +246,9 @@ def distil(
     progress, cancel
         Progress callback and cancel token (checked between steps; :class:`~lrpseg.core.cancel.Cancelled`
         propagates).
+    on_round
+        Called with (round, student) after the first training (round 0) and after each self-training round,
+        before the next one changes the weights: to measure whether self-training helps.
 
     Returns
     -------
@@ -295,12 +299,16 @@ def distil(
     student = Student(net, model.input_size, model.mean, model.std, 0.5, identity)
     student.threshold = _measure_threshold(student, images, examples, coverage, config.mode)
     thresholds = [student.threshold]
+    if on_round:
+        on_round(0, student)
     for round_ in range(1, rounds + 1):
         examples = _self_examples(student, images, names, examples, config)
         meter.advance(n_damaged, "self-train", round_, rounds, message=f"self-training round {round_}")
         _train(net, examples, config, st_epochs, device, rng, meter, f"self-train {round_}", history)
         student.threshold = _measure_threshold(student, images, examples, coverage, config.mode)
         thresholds.append(student.threshold)
+        if on_round:
+            on_round(round_, student)
     counts = {kind: sum(e.kind == kind for e in examples) for kind in ("pseudo", "self", "background", "exact")}
     student.training = {
         "config": asdict(config),

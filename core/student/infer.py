@@ -25,13 +25,17 @@ from lrpseg.core.segment import SegmentationResult
 from lrpseg.core.student.store import Student
 from lrpseg.core.train import predict_probabilities
 
-__all__ = ["classifier_probability", "probability_map", "refine", "segment_folder_student", "student_analysis"]
+__all__ = [
+    "classifier_probability", "predict_batch", "probability_map", "refine", "segment_folder_student",
+    "student_analysis",
+]
 
 SOURCE = "student"
 
 
 @torch.no_grad()
-def _forward(student: Student, batch: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+def predict_batch(student: Student, batch: torch.Tensor, batch_size: int = 8) -> np.ndarray:
+    """P(damage) maps (N, S, S) float32 for normalised inputs (N, 3, S, S), on the student's device."""
     net = student.net
     net.eval()
     device = next(net.parameters()).device
@@ -75,12 +79,12 @@ def probability_map(student: Student, image: np.ndarray, mode: str = "auto") -> 
     height, width = image.shape[:2]
     if mode == "crop":
         tensor, placement = prepare_eval(image, size, student.mean, student.std)
-        prob = placement.to_original(_forward(student, tensor[None])[0])
+        prob = placement.to_original(predict_batch(student, tensor[None])[0])
         valid = placement.to_original(np.ones((size, size), np.float32)) > 0.5
         return prob.astype(np.float32), valid, mode
     upscaled = _upscaled(image, size)
     batch, origins = tiles(upscaled, size, student.mean, student.std)
-    prob = stitch(_forward(student, batch), origins, upscaled.shape[:2], size)
+    prob = stitch(predict_batch(student, batch), origins, upscaled.shape[:2], size)
     return _to_grid(prob, height, width), np.ones((height, width), bool), mode
 
 
