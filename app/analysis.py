@@ -52,6 +52,7 @@ class AnalysisKey:
     rule_set: str
     segmenter: str
     maxpool: str = "wta"
+    source: str = "explanation"  # or "student:<id>": the mask refined by a student (app.refine_ui)
 
 
 ModelHandle = LoadedModel
@@ -178,6 +179,8 @@ class AnalysisService(QObject):
         super().__init__(parent)
         self.root = Path(root)
         self._postprocess = postprocess
+        # (analysis, image) -> refined analysis, for keys whose source is not the explanation (app.refine_ui)
+        self.refiner: Callable[[Analysis, Any], Analysis] | None = None
         self._cache = RelevanceCache(cache) if cache is not None else None
         self._tasks: list[_Task] = []
         self._condition = threading.Condition()
@@ -291,6 +294,8 @@ class AnalysisService(QObject):
             elif task.kind == "analyse":
                 explained = task.explained or self._explain(task.key, task.handle)
                 result = segment_explained(explained, task.key.segmenter)
+                if task.key.source != "explanation" and self.refiner is not None:
+                    result = self.refiner(result, read_image(self.root / task.key.rel))
                 extra = self._postprocess(result) if self._postprocess else None
                 self.analysed.emit(task.key, result, extra)
             elif task.kind == "predict":

@@ -20,7 +20,7 @@ from lrpseg.core.train import FEW_LABELS
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressBar, QPushButton
 
-LONG_JOBS = ("train", "export")
+LONG_JOBS = ("train", "export", "refine")
 
 
 def new_model_path(folder: Path) -> Path:
@@ -193,9 +193,10 @@ class JobController(QObject):
             w.error("Nothing to export", "Select the images to export first.")
             return False
         cached = {k.rel: a for k, (a, _) in w.analyses.items() if k == w.key(k.rel)}
+        student = w.refined.export_student()
         plan = session.ExportPlan(
             project=w.project, rels=rels, out_dir=Path(out_dir), handle=w.handle, rule_set=w.rule_set,
-            segmenter=w.segmenter, cached=cached, overwrite=overwrite,
+            segmenter=w.segmenter, cached=cached, overwrite=overwrite, student=student,
         )
         self._started(f"Exporting {len(rels)} masks…")
         self.jobs.start(

@@ -19,6 +19,7 @@ from lrpseg.app.image_list import iter_rows
 from lrpseg.app.jobs_ui import JobController
 from lrpseg.app.list_panel import ListPanel
 from lrpseg.app.mask_editor import MaskEditor
+from lrpseg.app.refine_ui import RefineController
 from lrpseg.app.side_panel import SidePanel
 from lrpseg.app.train_dialog import TrainSettingsDialog
 from lrpseg.app.viewer import ImageViewer
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self.commands = build_actions(self)
         model_menu = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Model")
         self.models.attach_history_menu(model_menu)
+        self.refined = RefineController(self)
         self.panel.heatmap_check.toggled.connect(self.commands["heatmap"].setChecked)
         self.panel.mask_check.toggled.connect(self.commands["mask"].setChecked)
         self.panel.mask_style.currentTextChanged.connect(
@@ -167,6 +169,8 @@ class MainWindow(QMainWindow):
         self.service.failed.connect(self._analysis_failed)
         self.service.unreadable.connect(self.list_model.set_error)
         self.service.predicted.connect(self.models.predicted)
+        self.service.refiner = self.refined.refine
+        self.refined.project_opened()
         model_id = session.known_model_id(project.model_path)
         probabilities = project.predictions(model_id) if model_id else {}
         self.setWindowTitle(f"lrpseg — {folder}")
@@ -211,7 +215,8 @@ class MainWindow(QMainWindow):
         """The analysis key of ``rel`` under the current model and choices."""
         if self.handle is None or rel is None:
             return None
-        return AnalysisKey(rel, self.handle.model_id, self.rule_set, self.segmenter)
+        return AnalysisKey(rel, self.handle.model_id, self.rule_set, self.segmenter,
+                           source=self.refined.source_key())
 
     def current_analysis(self):
         """The :class:`core.pipeline.Analysis` of the current image, if computed."""
@@ -222,10 +227,11 @@ class MainWindow(QMainWindow):
     def explained_for(self, key: AnalysisKey):
         """The in-memory explanation of ``key``'s image under its model, rule set and max-pool mode (from an
         analysis with any segmenter), or ``None``: with it a segmenter switch skips LRP."""
-        for segmenter in session.segmenter_choices():
-            cached = self.analyses.peek(dataclasses.replace(key, segmenter=segmenter))
-            if cached is not None and cached[0].explained is not None:
-                return cached[0].explained
+        for source in dict.fromkeys((key.source, "explanation")):
+            for segmenter in session.segmenter_choices():
+                cached = self.analyses.peek(dataclasses.replace(key, segmenter=segmenter, source=source))
+                if cached is not None and cached[0].explained is not None:
+                    return cached[0].explained
         return None
 
     def _current_changed(self, rel: str) -> None:

@@ -145,6 +145,7 @@ class ExportPlan:
     segmenter: str
     cached: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
+    student: Any = None  # (Student, path) whose refined masks to export instead of the explanation's, or None
 
     def run(self, progress: Callable[[Any], None], cancel: CancelToken) -> dict:
         """Analyse (or reuse the viewer's and the project cache's analyses of) every image and write its mask.
@@ -152,7 +153,9 @@ class ExportPlan:
         Each image uses its own threshold (override, else the segmenter's default). Unreadable images are
         recorded in the report instead of stopping the export.
         """
-        workflow = Workflow(self.project, self.handle, rule_set=self.rule_set, segmenter=self.segmenter)
+        student, student_path = self.student or (None, None)
+        workflow = Workflow(self.project, self.handle, rule_set=self.rule_set, segmenter=self.segmenter,
+                            student=student, student_path=student_path)
         export = start_export(workflow, self.out_dir, ExportOptions(overwrite=self.overwrite), tool="lrpseg-gui")
         return export_workflow(
             workflow, self.rels, export, known=self.cached,
@@ -250,7 +253,7 @@ def distribution(analysis) -> Distribution:
         out.note = ("Nothing on this image stands out as damage, so the mask is empty." if not seg.mask.any()
                     else "Too few different values to fit the mixture: the strongest evidence is the mask.")
         out.note_detail = f"No fit: {params['degenerate']}."
-    if seg.method == "simple" or params.get("degenerate"):
+    if seg.method not in segmenter_choices() or seg.method == "simple" or params.get("degenerate"):
         return out
     values = domain_values(_explained_region(analysis), seg.method)
     values = values[np.isfinite(values)]

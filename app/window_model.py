@@ -75,6 +75,7 @@ class ModelController(QObject):
             w.service.cancel_model()
         w.handle = handle
         w.list_model.set_in_sample(handle.metadata.get("training", {}).get("trained_on", []))
+        w.refined.model_installed(handle)
         w.analyses.clear()
         w.list_model.set_probabilities(w.project.predictions(handle.model_id), replace=True)
         known = w.list_model.probabilities

@@ -51,12 +51,12 @@ class ThresholdController(QObject):
         w.refresh_current()
 
     def override_key(self) -> str | None:
-        """Key of per-image thresholds: a threshold belongs to a model, a rule set and a segmenter (None
-        without a model)."""
+        """Key of per-image thresholds: a threshold belongs to a model, a rule set and a segmenter, or to a model
+        and a student (None without a model)."""
         w = self.window
         if w.handle is None:
             return None
-        return session.threshold_key(w.handle.model_id, w.rule_set, w.segmenter)
+        return session.threshold_key(w.handle.model_id, w.rule_set, w.segmenter, w.refined.source_key())
 
     def threshold_for(self, rel: str, analysis) -> tuple[float, bool]:
         """The threshold in use for ``rel`` and whether it is a per-image override."""

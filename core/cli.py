@@ -17,7 +17,7 @@ from lrpseg.core import __version__
 from lrpseg.core.batched import EngineError
 from lrpseg.core.cancel import Cancelled
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
-from lrpseg.core.cli_distil import add_distil_parser, load_student_for, run_distil
+from lrpseg.core.cli_distil import add_distil_parser, run_distil
 from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
 from lrpseg.core.export_run import ExportOptions, MaskExport, export_workflow, model_provenance, start_export
 from lrpseg.core.images import ImageReadError, scan_folder
@@ -375,7 +375,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
     """``segment IMAGES --model M``: every image of a folder, no project, on the local or the Ray engine."""
     from lrpseg.core.batched import SegmentOptions, segment_folder
     from lrpseg.core.student.infer import segment_folder_student
-    from lrpseg.core.student.store import student_provenance
+    from lrpseg.core.student.store import load_student_for, student_provenance
 
     if args.images is None or args.model is None:
         raise CommandError("segment needs an image folder and --model, or --project FOLDER")

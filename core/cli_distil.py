@@ -1,7 +1,7 @@
 """``lrpseg distil``: train a student segmenter from a classifier's explanations (image labels only).
 
 Kept apart from :mod:`lrpseg.core.cli`, which registers the subcommand with :func:`add_distil_parser` and
-runs it with :func:`run_distil`; ``lrpseg segment --student`` uses :func:`load_student_for`.
+runs it with :func:`run_distil`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ import sys
 from pathlib import Path
 
 from lrpseg.core.checkpoint import load_checkpoint
-from lrpseg.core.export import file_sha256
 from lrpseg.core.images import scan_folder
 from lrpseg.core.labels import labels_from_folders, read_labels
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.segment import SEGMENTERS
 from lrpseg.core.student.distil import DistilConfig, distil_to_file
-from lrpseg.core.student.store import Student, check_student_fits, load_student
 from tqdm import tqdm
 
 _DEFAULTS = DistilConfig()
@@ -96,10 +94,3 @@ def run_distil(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-def load_student_for(path: Path, model, model_path: Path, device) -> Student:
-    """Load the student at ``path`` for the classifier ``model`` read from ``model_path``; refuse a student of
-    another classifier (:func:`lrpseg.core.student.store.check_student_fits`)."""
-    student = load_student(path, map_location=device)
-    check_student_fits(student, model, file_sha256(model_path), where=str(path))
-    return student

@@ -22,11 +22,16 @@ from lrpseg.core.model_registry import LoadedModel, ModelRegistry
 from lrpseg.core.pipeline import Analysis, Outcome, segment_explained
 from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
 from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.student.infer import refine
+from lrpseg.core.student.store import Student, student_provenance
+
+EXPLANATION = "explanation"
 
 __all__ = [
     "DEFAULT_MAXPOOL",
     "DEFAULT_RULE_SET",
     "DEFAULT_SEGMENTER",
+    "EXPLANATION",
     "MODELS_DIR",
     "ThresholdPolicy",
     "Workflow",
@@ -35,6 +40,7 @@ __all__ = [
     "rule_set_choices",
     "segmenter_choices",
     "setting",
+    "student_source",
     "threshold_key",
 ]
 
@@ -69,13 +75,19 @@ def setting(project: Any, key: str, default: str, choices: Sequence[str]) -> str
     return value if value in choices else default
 
 
-def threshold_key(model_id: str, rule_set: str, segmenter: str) -> str:
+def threshold_key(model_id: str, rule_set: str, segmenter: str, source: str = EXPLANATION) -> str:
     """Key of per-image threshold overrides, e.g. ``"sha256-0123456789abcdef/ours/bmm"``.
 
     A threshold is chosen on one score map, which depends on the model, the rule set and the segmenter; a
-    retrained model gets new maps and starts from the segmenter's defaults again.
+    retrained model gets new maps and starts from the segmenter's defaults again. Refined masks (``source``
+    ``"student:<id>"``, see :func:`student_source`) have the student's map: ``"<model id>/refined/student:<id>"``.
     """
-    return f"{model_id}/{rule_set}/{segmenter}"
+    return f"{model_id}/{rule_set}/{segmenter}" if source == EXPLANATION else f"{model_id}/refined/{source}"
+
+
+def student_source(path: Path | None) -> str:
+    """The mask source of a student's refined masks, ``"student:<file name without suffix>"``."""
+    return f"student:{Path(path).stem if path else 'unsaved'}"
 
 
 class ThresholdPolicy:
@@ -84,9 +96,9 @@ class ThresholdPolicy:
     An image's threshold is its override when the user set one, else the segmenter's default for its score map.
     """
 
-    def __init__(self, project: Any, model_id: str, rule_set: str, segmenter: str) -> None:
+    def __init__(self, project: Any, model_id: str, rule_set: str, segmenter: str, source: str = EXPLANATION) -> None:
         self.project = project
-        self.key = threshold_key(model_id, rule_set, segmenter)
+        self.key = threshold_key(model_id, rule_set, segmenter, source)
 
     def override(self, rel: str) -> float | None:
         """The user's threshold for ``rel``, or None."""
@@ -140,11 +152,14 @@ class Workflow:
     maxpool: str = DEFAULT_MAXPOOL
     mode: str = "auto"
     start: str = "logodds"
+    student: Student | None = None
+    student_path: Path | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.project.folder)
         self.cache = RelevanceCache(self.project)
-        self.thresholds = ThresholdPolicy(self.project, self.model.model_id, self.rule_set, self.segmenter)
+        source = EXPLANATION if self.student is None else student_source(self.student_path)
+        self.thresholds = ThresholdPolicy(self.project, self.model.model_id, self.rule_set, self.segmenter, source)
 
     @classmethod
     def from_project(
@@ -182,19 +197,21 @@ class Workflow:
         return workflow
 
     def analyse(self, rel: str, explained=None) -> Analysis:
-        """Analyse one image of the folder, reusing a cached explanation (or ``explained``) when there is one.
+        """Analyse one image of the folder, reusing a cached explanation (or ``explained``) when there is one;
+        with a :attr:`student`, the mask is the student's (:func:`lrpseg.core.student.infer.refine`).
 
         Raises
         ------
         lrpseg.core.images.ImageReadError
             The image cannot be decoded.
         """
+        image = read_image(self.root / rel) if explained is None or self.student is not None else None
         if explained is None:
-            image = read_image(self.root / rel)
             explained = explain_cached(
                 self.model, image, rel, self.rule_set, self.maxpool, self.cache, self.mode, self.start
             )
-        return segment_explained(explained, self.segmenter)
+        analysis = segment_explained(explained, self.segmenter)
+        return analysis if self.student is None else refine(analysis, self.student, image)
 
     def analyses(
         self,
@@ -234,5 +251,7 @@ class Workflow:
             "maxpool": self.maxpool,
             "mode": self.mode,
             "relevance_start": self.start,
+            **({"mask_source": EXPLANATION} if self.student is None
+               else student_provenance(self.student_path, self.student)),
         }
 

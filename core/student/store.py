@@ -22,7 +22,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 __all__ = [
-    "STUDENT_FORMAT_VERSION", "Student", "check_student_fits", "load_student", "save_student", "student_provenance"
+    "STUDENT_FORMAT_VERSION", "Student", "check_student_fits", "check_student_for", "load_student", "load_student_for",
+    "save_student", "student_provenance",
 ]
 
 STUDENT_FORMAT_VERSION = 1
@@ -219,3 +220,22 @@ def student_provenance(path: Path | None, student: Student) -> dict:
         "student_training": {k: training.get(k) for k in ("config", "images", "counts", "teacher_coverage",
                                                           "threshold_method", "seconds") if k in training},
     }
+
+
+def check_student_for(student: Student, model, model_path: Path | None, where: str = "student") -> None:
+    """:func:`check_student_fits` against the classifier file ``model_path`` (its hash; None: unsaved model)."""
+    sha = file_sha256(Path(model_path)) if model_path is not None and Path(model_path).is_file() else None
+    check_student_fits(student, model, sha, where=where)
+
+
+def load_student_for(path: Path, model, model_path: Path | None, device) -> Student:
+    """Load the student at ``path`` onto ``device`` for the classifier ``model`` read from ``model_path``.
+
+    Raises
+    ------
+    CheckpointError
+        Not a loadable student, or one made for another classifier, width or input size.
+    """
+    student = load_student(path, map_location=device)
+    check_student_for(student, model, model_path, where=str(path))
+    return student

@@ -1,0 +1,115 @@
+"""Refined masks in the window: the "Refine masks" job, the mask source switch, cancel, refusal, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from lrpseg.core.export import file_sha256
+from lrpseg.core.labels import labels_from_folders
+
+TINY = {"base": 4, "depth": 2, "epochs": 1, "batch_size": 4}
+
+
+def _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot):
+    use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    window.project.set_labels(labels_from_folders(demo_folder))
+    window.list_model.labels = window.project.labels()
+    window.project.set_setting("distil_config", TINY)
+    window.commands["undamaged_masks"].setChecked(True)  # the one-epoch model may call everything undamaged
+    return window
+
+
+def _refine(window, qtbot):
+    progress = []
+    assert window.refined.start()
+    job = window.jobs.job("refine")
+    job.progressed.connect(progress.append)
+    assert window.progress.isVisible() and window.cancel_button.isVisible()
+    assert not window.commands["train"].isEnabled()  # one long job at a time
+    with qtbot.waitSignal(job.succeeded, timeout=120000):
+        pass
+    qtbot.waitUntil(lambda: window.refined.student is not None and not window.progress.isVisible(), timeout=5000)
+    return progress
+
+
+def test_refine_trains_a_student_and_shows_its_masks(make_window, demo_folder, slim_checkpoint, use_checkpoint,
+                                                     qtbot, wait_idle, tmp_path):
+    window = _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot)
+    assert window.refined.source_combo.currentText() == "explanation"
+    assert not window.refined.source_combo.model().item(1).isEnabled()  # no student yet
+    progress = _refine(window, qtbot)
+    assert progress and progress[-1].fraction == 1.0
+    assert "left" in window.progress.format() or "estimating" in window.progress.format()
+    students = list((demo_folder / ".lrpseg" / "models").glob("student-*.safetensors"))
+    assert len(students) == 1 and window.project.get_setting("student_path").endswith(students[0].name)
+    assert window.refined.source == "refined" and window.refined.source_combo.currentText() == "refined"
+
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    analysis = window.current_analysis()
+    student = window.refined.student
+    assert analysis.segmenter == "student" and analysis.threshold == student.threshold
+    assert abs(window.panel.threshold() - student.threshold) < 1e-3  # the slider works on the student's map
+    assert window.thresholds.override_key().startswith("student:")
+    window.panel.slider.set_threshold(0.0)
+    window.thresholds.flush()
+    rel = window.current
+    assert window.project.threshold_override(rel, window.thresholds.override_key()) == 0.0
+
+    out = tmp_path / "export"
+    assert window.job_controller.export_masks(out)
+    with qtbot.waitSignal(window.jobs.job("export").succeeded, timeout=60000):
+        pass
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["mask_source"] == "refined (student)"
+    assert provenance["student_sha256"] == file_sha256(students[0])
+    assert provenance["student_training"]["counts"]["background"] == 6
+    report = json.loads((out / "lrpseg-report.json").read_text())
+    assert next(r for r in report["images"] if r["image"].endswith(rel))["threshold"] == 0.0
+
+    window.refined.set_source("explanation")  # back to the explanation's masks, same image
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    assert window.current_analysis().segmenter == window.segmenter
+    assert not np.array_equal(window.current_analysis().segmentation.score, analysis.segmentation.score)
+    wait_idle(window)
+
+
+def test_cancelled_refine_keeps_the_previous_student(make_window, demo_folder, slim_checkpoint, use_checkpoint,
+                                                     qtbot, wait_idle):
+    window = _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot)
+    _refine(window, qtbot)
+    first = window.refined.student_path
+    window.project.set_setting("distil_config", {**TINY, "epochs": 200})
+    assert window.refined.start()
+    job = window.jobs.job("refine")
+    steps = []
+    job.progressed.connect(steps.append)
+    qtbot.waitUntil(lambda: any(p.stage == "train" for p in steps), timeout=60000)
+    with qtbot.waitSignal(job.cancelled, timeout=60000):
+        window.job_controller.cancel()
+    assert window.refined.student_path == first and window.project.get_setting("student_path").endswith(first.name)
+    assert len(list(first.parent.glob("student-*.safetensors"))) == 1
+    assert "previous student is kept" in window.statusBar().currentMessage()
+    wait_idle(window)
+
+
+def test_a_student_of_another_classifier_is_refused(make_window, demo_folder, slim_checkpoint, use_checkpoint,
+                                                    qtbot, wait_idle, tmp_path):
+    window = _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot)
+    _refine(window, qtbot)
+    wait_idle(window)
+    other = tmp_path / "other.safetensors"  # same architecture, other weights: another classifier
+    from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(slim_checkpoint)
+    with __import__("torch").no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(other, model, training=meta["training"])
+    window.models.load(other, remember=True, title="Cannot load model")
+    qtbot.waitUntil(lambda: window.handle is not None and window.handle.path == other, timeout=10000)
+    assert window.refined.student is None and window.refined.source == "explanation"
+    assert "trained for another classifier" in window.statusBar().currentMessage()
+    assert not window.refined.source_combo.model().item(1).isEnabled()
+    wait_idle(window)
