@@ -52,7 +52,7 @@ from unet import predict_unet, train_unet
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 QUICK = {"width": 0.125, "input_size": 64, "limit": 18, "epochs": 2, "unet_epochs": 2, "unet_base": 8,
-         "student_epochs": 1, "student_base": 4}
+         "student_epochs": 1, "student_base": 4, "student_segmenters": ["gmm"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,8 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["ours", "best"],
         help="rule sets of the students' targets; 'best' = the head's best rule set by LRP IoU (default ours best)",
     )
-    p.add_argument("--student-segmenters", nargs="+", choices=mt_eval.SEGMENTER_NAMES,
-                   default=list(mt_eval.SEGMENTER_NAMES))  # fmt: skip
+    p.add_argument("--student-segmenters", nargs="+", choices=mt_eval.SEGMENTER_NAMES, default=None,
+                   help="teacher segmenters, one student each (default: all three; --quick: gmm)")  # fmt: skip
     p.add_argument("--student-self-training", type=int, default=1, help="self-training rounds, each scored")
     p.add_argument("--student-band", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                    help="ignore band around the teacher segmenter's threshold (default: DistilConfig's)")
@@ -147,7 +147,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label", default=None, help="headline of the report (default: describes device/size)")
     args = p.parse_args(argv)
     defaults = {"width": 1.0, "input_size": 224, "limit": None, "epochs": 100, "unet_epochs": 200, "unet_base": 32,
-                "student_epochs": 30, "student_base": 16}
+                "student_epochs": 30, "student_base": 16, "student_segmenters": list(mt_eval.SEGMENTER_NAMES)}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, QUICK[key] if args.quick else value)

@@ -178,8 +178,9 @@ def _students(run: dict) -> list[str]:
         head, rule_set, method, rounds = key.split("/")
         m = value["metrics"]
         lines.append(
-            f"| {HEAD_LABELS[head]} | {rule_set} | {method} | {rounds[1:]} | {_f(m['iou'])} | {_f(m['precision'])} "
-            f"| {_f(m['recall'])} | {_f(m['mean_iou'])} | {_f(m['ap'])} | {_f(m.get('mask_fraction'))} | "
+            f"| student of {HEAD_LABELS[head]} | {rule_set} | {method} | {rounds[1:]} | {_f(m['iou'])} | "
+            f"{_f(m['precision'])} | {_f(m['recall'])} | {_f(m['mean_iou'])} | {_f(m['ap'])} | "
+            f"{_f(m.get('mask_fraction'))} | "
             f"{_f(m['threshold'], 2)} | {_f(m['iou_at_0.5'])} |"
         )
     for head, costs in (run.get("student_costs") or {}).items():

@@ -17,7 +17,7 @@ from lrpseg.core.models import HEADS, VGGA, build_vgg_a
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-__all__ = ["FORMAT_VERSION", "METADATA_KEY", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT_VERSION", "METADATA_KEY", "CheckpointError", "load_checkpoint", "read_tagged", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 METADATA_KEY = "lrpseg_checkpoint"
@@ -78,25 +78,34 @@ def _sniff(path: Path) -> str:
     return ""
 
 
-def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_tagged(
+    path: Path, key: str = METADATA_KEY, kind: str = "checkpoint", hints: dict[str, str] | None = None
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON object stored under metadata ``key`` of a safetensors file, and its tensors.
+
+    ``kind`` names the expected file in messages; ``hints`` maps other metadata keys to an explanation added
+    when the file carries one of them instead (e.g. a classifier given where a student is expected).
+
+    Raises
+    ------
+    CheckpointError
+        Not a complete safetensors file, no ``key`` metadata, or metadata that is not a JSON object.
+    """
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             raw = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except SafetensorError as error:
-        raise CheckpointError(
-            f"{path}: not a complete safetensors checkpoint: {error}{_sniff(path)}"
-        ) from None
-    if METADATA_KEY not in raw:
-        raise CheckpointError(
-            f"{path}: a safetensors file, but not an lrpseg checkpoint (no '{METADATA_KEY}' metadata)"
-        )
+        raise CheckpointError(f"{path}: not a complete safetensors {kind}: {error}{_sniff(path)}") from None
+    if key not in raw:
+        hint = next((text for other, text in (hints or {}).items() if other in raw), "")
+        raise CheckpointError(f"{path}: a safetensors file, but not an lrpseg {kind} (no '{key}' metadata){hint}")
     try:
-        meta = json.loads(raw[METADATA_KEY])
+        meta = json.loads(raw[key])
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON ({error})") from None
+        raise CheckpointError(f"{path}: {kind} metadata is not valid JSON ({error})") from None
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: checkpoint metadata is not a JSON object")
+        raise CheckpointError(f"{path}: {kind} metadata is not a JSON object")
     return meta, tensors
 
 
@@ -178,7 +187,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    meta, tensors = _read(path)
+    meta, tensors = read_tagged(path)
     _check_meta(path, meta)
     # The described model is first built on the meta device (no memory) so that a file whose tensors do not
     # fit its description is refused before a possibly huge model is allocated.

@@ -216,7 +216,8 @@ def test_quick_run_writes_the_report(tmp_path):
     report = (tmp_path / "magnetic_tile.md").read_text().strip().splitlines()
     pattern = (
         r"RESULT best_lrp_iou=[0-9.]+ best_config=(128n|onefc)/(ours|montavon)/(simple|gmm|bmm) "
-        r"unet_iou=[0-9.]+ balanced_accuracy_128n=[0-9.]+ balanced_accuracy_onefc=[0-9.]+ device=cpu"
+        r"unet_iou=[0-9.]+ student_iou=[0-9.]+ balanced_accuracy_128n=[0-9.]+ balanced_accuracy_onefc=[0-9.]+ "
+        r"device=cpu"
     )
     assert re.fullmatch(pattern, report[-1]), report[-1]
     assert report[-1] in completed.stdout

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 from lrpseg.core.atomic import atomic_write_bytes
-from lrpseg.core.checkpoint import CheckpointError
+from lrpseg.core.checkpoint import METADATA_KEY as CLASSIFIER_KEY
+from lrpseg.core.checkpoint import CheckpointError, read_tagged
 from lrpseg.core.export import file_sha256
 from lrpseg.core.student.unet import UNet
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 __all__ = [
@@ -96,21 +96,8 @@ def save_student(path: str | os.PathLike[str], student: Student) -> None:
 def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such student file")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            raw = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except SafetensorError as error:
-        raise CheckpointError(f"{path}: not a complete safetensors student file: {error}") from None
-    if METADATA_KEY not in raw:
-        hint = " (it is a classifier checkpoint; pass it as --model)" if "lrpseg_checkpoint" in raw else ""
-        raise CheckpointError(f"{path}: a safetensors file, but not an lrpseg student{hint}")
-    try:
-        meta = json.loads(raw[METADATA_KEY])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: student metadata is not valid JSON ({error})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: student metadata is not a JSON object")
+    hints = {CLASSIFIER_KEY: "; it is a classifier checkpoint: pass it as --model"}
+    meta, tensors = read_tagged(path, METADATA_KEY, "student", hints)
     missing = [key for key in _REQUIRED if key not in meta]
     if missing:
         raise CheckpointError(f"{path}: student metadata lacks {', '.join(missing)}")

@@ -114,7 +114,7 @@ def test_student_file_with_weights_of_another_width_is_refused(tmp_path, classif
         load_student(path)
     checkpoint = tmp_path / "classifier.safetensors"
     save_checkpoint(checkpoint, classifier)
-    with pytest.raises(CheckpointError, match="classifier checkpoint; pass it as --model"):
+    with pytest.raises(CheckpointError, match="a classifier checkpoint: pass it as --model"):
         load_student(checkpoint)
 
 
