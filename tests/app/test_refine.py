@@ -52,7 +52,7 @@ def test_refine_trains_a_student_and_shows_its_masks(make_window, demo_folder, s
     student = window.refined.student
     assert analysis.segmenter == "student" and analysis.threshold == student.threshold
     assert abs(window.panel.threshold() - student.threshold) < 1e-3  # the slider works on the student's map
-    assert window.thresholds.override_key().startswith("student:")
+    assert "/refined/student:" in window.thresholds.override_key()  # thresholds of the student's map
     window.panel.slider.set_threshold(0.0)
     window.thresholds.flush()
     rel = window.current
