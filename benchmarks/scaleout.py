@@ -207,11 +207,13 @@ def main() -> None:
           f"{args.images} images of {args.size}² px, slim model", flush=True)
 
     rates = {"lrp": lrp_floor(model, paths), "analyse": analyse_rate(model, paths)}
+    print(f"lrp floor {rates['lrp']:.1f} images/s, analyse per image {rates['analyse']:.1f} images/s", flush=True)
     runs = {"local": run_cli(work / "images", model_path, work / "out-local")}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     runs["local-1t"] = run_cli(work / "images", model_path, work / "out-local-1t")
     torch.set_num_threads(threads)
+    print(f"local {runs['local']}, local-1t {runs['local-1t']}", flush=True)
     start = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     ray_start = time.perf_counter() - start
