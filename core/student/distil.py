@@ -64,7 +64,7 @@ class DistilConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     rule_set: str = "ours"
-    segmenter: str = "gmm"
+    segmenter: str = "bmm"  # demo measurement: BMM teacher IoU 0.258 / AP 0.302, GMM teacher 0.154 / 0.324
     maxpool: str = "wta"
     mode: str = "auto"
     band_low: float = 0.1
