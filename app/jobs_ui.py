@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lrpseg.app import session
+from lrpseg.app.export_dialog import ExportDialog
 from lrpseg.app.workers import JobManager
 from lrpseg.core.adoption import Verdict, record_model
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from lrpseg.core.train import FEW_LABELS
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressBar, QPushButton
+from PySide6.QtWidgets import QMessageBox, QProgressBar, QPushButton
 
 LONG_JOBS = ("train", "export", "refine")
 
@@ -160,23 +161,14 @@ class JobController(QObject):
         if w.project is None or w.handle is None:
             w.error("No model", "Train a model (Ctrl+T) before exporting masks.")
             return
-        suggested = session.suggested_export_folder(w.root)
-        out = QFileDialog.getExistingDirectory(w, "Export masks to", str(suggested))
-        if not out:
-            return
-        overwrite = False
-        if session.holds_masks(Path(out)):
-            answer = QMessageBox.question(
-                w, "Masks exist",
-                f"{out} already holds masks.\n\nReplace them? (No keeps every existing file and writes only the "
-                "missing ones.)",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.No,
-            )
-            if answer == QMessageBox.StandardButton.Cancel:
-                return
-            overwrite = answer == QMessageBox.StandardButton.Yes
-        self.export_masks(Path(out), selection_only, overwrite=overwrite)
+        count = len(w.list_view.selected_paths()) if selection_only else len(w.list_model.paths)
+        last = w.project.get_setting("last_export_folder")
+        suggested = Path(last) if last else session.suggested_export_folder(w.root)
+        dialog = ExportDialog(w.root, count, suggested, w)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(
+            lambda: self.export_masks(dialog.folder, selection_only, overwrite=dialog.overwrite.isChecked()))
+        dialog.open()
 
     def export_masks(self, out_dir: Path, selection_only: bool = False, overwrite: bool = False) -> bool:
         """Write masks (each image's own threshold) and a report to ``out_dir`` in the background; existing files
@@ -201,11 +193,18 @@ class JobController(QObject):
         self._started(f"Exporting {len(rels)} masks…")
         self.jobs.start(
             "export", plan.run, on_progress=self._export_progress,
-            on_success=lambda summary: self._ended(session.describe_export(summary, out_dir)),
+            on_success=lambda summary: self._exported(summary, Path(out_dir)),
             on_failure=lambda msg: self._failed("Export failed", msg),
             on_cancel=lambda: self._ended("Export cancelled; the masks written so far are complete."),
         )
         return True
+
+    def _exported(self, summary: dict, out_dir: Path) -> None:
+        w = self.window
+        if w.project is not None:
+            w.project.set_setting("last_export_folder", str(out_dir))
+        self._ended(session.describe_export(summary, out_dir))
+        w.update_hint()
 
     def _export_progress(self, p) -> None:
         done, total, rel = p

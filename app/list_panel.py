@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrpseg.app.image_list import FILTERS, SORT_MODES, ImageListModel, ImageListView
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QItemSelectionModel, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 
@@ -38,8 +38,10 @@ class ListPanel(QWidget):
         self.search = QLineEdit()
         self.search.setPlaceholderText("Filter by name (Enter)…")
         self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Show only images whose path contains this text (press Enter)")
         self.count_label = QLabel("")
         self.count_label.setObjectName("Muted")
+        self.count_label.setToolTip("Images in the folder and your labels so far")
         self.sort_combo.currentIndexChanged.connect(self.apply_view)
         self.filter_combo.currentIndexChanged.connect(self.apply_view)
         self.search.returnPressed.connect(self.apply_view)
@@ -97,17 +99,34 @@ class ListPanel(QWidget):
         row = self.model.row_of(rel)
         if row is None:
             return False
-        index = self.model.index(row, 0)
-        self.view.setCurrentIndex(index)
-        self.view.scrollTo(index)
+        self._go_to(row)
         return True
+
+    def _go_to(self, row: int) -> None:
+        # Select only this row: a plain setCurrentIndex adds to the selection while Ctrl is held (Ctrl+Z)
+        index = self.model.index(row, 0)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.view.selectionModel().setCurrentIndex(index, flags)
+        self.view.scrollTo(index)
 
     def step(self, delta: int) -> None:
         """Move the current row by ``delta`` (stops at either end)."""
         index = self.view.currentIndex()
         row = (index.row() if index.isValid() else -1) + delta
         if 0 <= row < self.model.rowCount():
-            self.view.setCurrentIndex(self.model.index(row, 0))
+            self._go_to(row)
+
+    def step_to_unlabelled(self) -> bool:
+        """Move to the next row below the current one whose image is unlabelled and readable; ``False`` (and
+        no move) when there is none."""
+        index = self.view.currentIndex()
+        model = self.model
+        for row in range((index.row() if index.isValid() else -1) + 1, model.rowCount()):
+            rel = model.rel_at(row)
+            if rel not in model.labels and rel not in model.errors:
+                self._go_to(row)
+                return True
+        return False
 
     def update_counts(self) -> None:
         """Refresh the counts line under the table."""

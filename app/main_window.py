@@ -15,10 +15,12 @@ from pathlib import Path
 from lrpseg.app import session
 from lrpseg.app.actions import build_actions
 from lrpseg.app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHandle
+from lrpseg.app.hints import ProjectState, next_step
 from lrpseg.app.image_list import iter_rows
 from lrpseg.app.jobs_ui import JobController
 from lrpseg.app.list_panel import ListPanel
 from lrpseg.app.mask_editor import MaskEditor
+from lrpseg.app.recent import recent_folders, remember_folder
 from lrpseg.app.refine_ui import RefineController
 from lrpseg.app.side_panel import SidePanel
 from lrpseg.app.train_dialog import TrainSettingsDialog
@@ -29,7 +31,17 @@ from lrpseg.app.workers import display_text
 from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.project import Project
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QSplitter
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +80,7 @@ class MainWindow(QMainWindow):
         self.rule_set = session.DEFAULT_RULE_SET
         self.segmenter = session.DEFAULT_SEGMENTER
         self.auto_advance = True
+        self.advance_to_unlabelled = True
         self.show_undamaged_masks = False
         self.last_error: tuple[str, str] | None = None
         self.models = ModelController(self)
@@ -83,6 +96,7 @@ class MainWindow(QMainWindow):
         model_menu = next(a.menu() for a in self.menuBar().actions() if a.text() == "&Model")
         self.models.attach_history_menu(model_menu)
         self.refined = RefineController(self)
+        self._build_recent_menu()
         self.panel.heatmap_check.toggled.connect(self.commands["heatmap"].setChecked)
         self.panel.mask_check.toggled.connect(self.commands["mask"].setChecked)
         self.panel.mask_style.currentTextChanged.connect(
@@ -128,7 +142,34 @@ class MainWindow(QMainWindow):
             splitter.setStretchFactor(splitter.count() - 1, stretch)
         splitter.setSizes([440, 510, 330])
         splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(splitter)
+        self.hint = QLabel()
+        self.hint.setObjectName("HintLine")
+        self.hint.setToolTip("What to do next: label → train → inspect → export (F1 lists every key)")
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.hint)
+        column.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+
+    def _build_recent_menu(self) -> None:
+        file_menu = next(o for o in self.commands["open"].associatedObjects() if isinstance(o, QMenu))
+        self.recent_menu = QMenu("Open &recent", self)
+        self.recent_menu.setToolTipsVisible(True)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.insertMenu(self.commands["export"], self.recent_menu)
+        file_menu.insertSeparator(self.commands["export"])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        folders = recent_folders()
+        for folder in folders:
+            action = self.recent_menu.addAction(folder.name or str(folder))
+            action.setToolTip(str(folder))
+            action.triggered.connect(lambda _checked=False, f=folder: self.open_folder(f))
+        if not folders:
+            self.recent_menu.addAction("No recent folders").setEnabled(False)
 
     def _build_status_fields(self) -> None:
         self.device_label, self.model_label = QLabel(), QLabel()
@@ -181,6 +222,10 @@ class MainWindow(QMainWindow):
             self.viewer.set_image(None, "No images in this folder")
         if project.scan_problems:
             self.show_status(f"{len(project.scan_problems)} files skipped while scanning", 10000)
+        last = project.get_setting("last_image")
+        if isinstance(last, str) and last in self.list_model.paths:
+            self.select(last)  # where the user left off
+        remember_folder(folder)
         self.models.load_saved()
         self.update_actions()
         self.update_status()
@@ -188,6 +233,11 @@ class MainWindow(QMainWindow):
 
     def _close_project(self) -> None:
         self.thresholds.flush()
+        if self.project is not None and self.current is not None:
+            try:
+                self.project.set_setting("last_image", self.current)
+            except Exception as error:  # only the place in the list is lost
+                log.warning("last image not saved: %s", error)
         self.mask_editor.set_project(None)  # stores pending corrections first
         if self.service is not None:
             self.service.shutdown()
@@ -367,11 +417,19 @@ class MainWindow(QMainWindow):
         """Move to the next image after labelling (or not)."""
         self.auto_advance = bool(on)
 
+    def set_advance_to_unlabelled(self, on: bool) -> None:
+        """After labelling, skip the images below that already have a label (or go to the very next row)."""
+        self.advance_to_unlabelled = bool(on)
+
     def label_current(self, label: str | None) -> None:
         """Store ``label`` (``None`` clears it) for the current image at once; move on if auto-advance."""
         if self.project is None or self.current is None:
             return
         rel = self.current
+        if label is not None and rel in self.list_model.errors:
+            self.show_status(f"Not labelled: {rel} cannot be read ({self.list_model.errors[rel]}), so it cannot "
+                             "be trained on.", 10000)
+            return
         try:
             self.project.set_label(rel, label)
         except Exception as error:  # e.g. the database is locked: say so, the list keeps the stored label
@@ -380,7 +438,8 @@ class MainWindow(QMainWindow):
         self.list_model.set_label(rel, self.project.label(rel))
         self.list_panel.update_counts()
         self.update_info(self.current_analysis())
-        if self.auto_advance:
+        self.update_hint()
+        if self.auto_advance and not (self.advance_to_unlabelled and self.list_panel.step_to_unlabelled()):
             self.step(1)
 
     def undo(self) -> None:
@@ -413,6 +472,7 @@ class MainWindow(QMainWindow):
         self.list_panel.update_counts()
         self.select(rel)
         self.update_info(self.current_analysis())
+        self.update_hint()
 
     # ================================================================= settings and view
     def set_show_undamaged_masks(self, on: bool) -> None:
@@ -443,6 +503,19 @@ class MainWindow(QMainWindow):
         self.commands["open"].setEnabled(not busy)
         for name in ("damaged", "undamaged", "clear", "undo", "redo", "load_model", "train_settings"):
             self.commands[name].setEnabled(has_project)
+        self.update_hint()
+
+    def update_hint(self) -> None:
+        """Refresh the hint line (label → train → inspect → export) from the project's state."""
+        counts = self.list_model.counts()
+        project = self.project
+        state = ProjectState(
+            has_folder=project is not None, images=counts["total"], damaged=counts["damaged"],
+            undamaged=counts["undamaged"], has_model=self.handle is not None,
+            training=self.jobs.is_running("train"), exporting=self.jobs.is_running("export"),
+            exported_to=project.get_setting("last_export_folder") if project is not None else None,
+            min_per_class=session.MIN_PER_CLASS)
+        self.hint.setText(next_step(state))
 
     def update_status(self) -> None:
         """Refresh the status bar's device, model, rule-set and segmenter fields."""

@@ -152,12 +152,15 @@ class SidePanel(QWidget):
         self.spin.setDecimals(3)
         self.spin.setSingleStep(0.005)
         self.spin.setKeyboardTracking(False)
+        self.spin.setToolTip("The threshold as a number; type one and press Enter ([ and ] nudge it)")
         self.reset_button = QPushButton("Reset")
         self.reset_button.setToolTip("Back to the segmenter's default threshold (R)")
         self.default_label = QLabel("default —")
         self.default_label.setWordWrap(True)
         self.default_label.setMinimumWidth(40)
         self.default_label.setObjectName("Muted")
+        self.default_label.setToolTip("The segmenter's own threshold for this image (marked ▲ on the slider); "
+                                      "“per-image” when you moved it")
         row.addWidget(self.spin)
         row.addWidget(self.default_label, 1)
         row.addWidget(self.reset_button)
@@ -246,7 +249,7 @@ class SidePanel(QWidget):
         slider = QSlider(Qt.Orientation.Horizontal)
         slider.setRange(0, 100)
         slider.setValue(value)
-        slider.setToolTip("Opacity")
+        slider.setToolTip("Opacity of the overlay")
         return slider
 
     # ----------------------------------------------------------------- threshold

@@ -1,7 +1,14 @@
 """Fixtures shared by several test folders."""
 
+import os
+import tempfile
+
 import pytest
 import torch
+
+# The app's user settings (File ▸ Open recent) go to a temporary folder, also in the app's child processes,
+# never to the tester's own ~/.config.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="lrpseg-test-config-")
 
 
 @pytest.fixture
