@@ -63,7 +63,7 @@ SPECS = (
     ActionSpec("train_settings", "Training &settings…", None, lambda w: w.edit_train_settings,
                "Network width, input size, epochs of the next training"),
     ActionSpec("cancel", "&Cancel job", "Esc", lambda w: w.job_controller.cancel,
-               "Stop training or export; the previous model stays"),
+               "Stop training or export; the model in use stays"),
     ActionSpec("load_model", "&Load model…", None, lambda w: w.models.choose,
                "Use a saved .safetensors model"),
     ActionSpec("heatmap", "Relevance &heatmap", "H", lambda w: w.panel.heatmap_check.setChecked,

@@ -74,7 +74,7 @@ class JobController(QObject):
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running job (Esc); the previous model stays")
+        self.cancel_button.setToolTip("Stop the running job (Esc); the model in use stays")
         self.cancel_button.clicked.connect(self.cancel)
         for widget in (self.progress, self.cancel_button):
             window.statusBar().addPermanentWidget(widget)
