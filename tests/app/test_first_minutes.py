@@ -149,3 +149,29 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
     again.reject()
     for box in window.findChildren(QMessageBox):
         box.close()
+
+
+def test_folder_picker_icons_are_drawn_with_the_app_style(qapp, qtbot):
+    """The dark style's tool-button padding once left the picker's back/up/new-folder buttons blank."""
+    import numpy as np
+    from lrpseg.app.main import apply_style
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+
+    apply_style(qapp)
+    try:
+        dialog = QFileDialog(None, "Export masks to", str(Path.home()))
+        dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.wait(50)
+        drawn = {}
+        for button in dialog.findChildren(QToolButton):
+            image = button.grab().toImage().convertToFormat(button.grab().toImage().Format.Format_RGB32)
+            pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)
+            inner = pixels[4:-4, 4:image.width() - 4, :3].reshape(-1, 3).astype(int)
+            colours, counts = np.unique(inner, axis=0, return_counts=True)
+            background = colours[counts.argmax()]
+            drawn[button.objectName()] = int((np.abs(inner - background).sum(axis=1) > 40).sum())
+        assert drawn and all(count > 30 for count in drawn.values()), drawn  # blank buttons drew under 10 pixels
+    finally:
+        qapp.setStyleSheet("")
