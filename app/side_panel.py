@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 SLIDER_STEPS = 1000
 FIT_DECADES = 7
-PLOT_HEIGHT = 104  # both plots and the overlay controls fit a 1280×800 window without scrolling
+PLOT_HEIGHT = 96  # both plots and the overlay controls fit a 1280×800 window without scrolling
 X_LABEL_OVERHANG = 14
 AXIS_WIDTH = 52  # room for the axis title beside tick labels such as "10⁴"
 FIT_TITLE = "Mixture fit"
