@@ -1,7 +1,6 @@
 """Segmenters on synthetic relevance maps with known damage: accuracy, the paper's choices, bad input."""
 
 import json
-import time
 
 import cv2
 import numpy as np
@@ -318,10 +317,7 @@ def test_4096_square_maps_finish_and_subsample_the_fit(method):
     relevance, truth = synthetic_relevance((2048, 2048), kind="blob", seed=0, noise=0.1, smooth=0)
     relevance = np.kron(relevance, np.ones((2, 2)))  # 4096², cheap to draw
     truth = np.kron(truth, np.ones((2, 2), bool))
-    start = time.perf_counter()
-    result = segment(relevance, method)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30, elapsed
+    result = segment(relevance, method)  # speed is benchmarks/segment_speed.py's job, not a unit test's
     assert iou(result.mask, truth) >= 0.8
     if method != "simple":
         assert result.params["fit_samples"] == 1 << 20
