@@ -87,7 +87,7 @@ def test_segment_keeps_existing_masks_and_names_bad_files(trained):
     assert (out / good[0].name).read_bytes() == b"mask drawn by hand"
     assert (out / good[1].name).stat().st_size > 0
     report = json.loads((out / "lrpseg-report.json").read_text())
-    assert report["summary"] == {"images": 4, "masks_written": 1, "errors": 2, "kept_existing": 1}
+    assert report["summary"] == {"images": 4, "masks_written": 1, "errors": 2, "kept_existing": 1, "corrected_masks": 0}
 
 
 def test_failures_exit_1_with_one_line(tmp_path):

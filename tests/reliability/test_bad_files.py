@@ -187,6 +187,7 @@ def test_lrpseg_segment_finishes_the_batch_and_keeps_existing_masks(corpus, tmp_
         "masks_written": n_ok - 1,
         "errors": len(cases) - n_ok,
         "kept_existing": 1,
+        "corrected_masks": 0,
     }
     assert temp_leftovers(out) == []
     print(f"lrpseg segment over {len(cases)} corpus files: {seconds:.1f} s")
