@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "remove_stale_temporaries"]
 
 _UMASK: int | None = None
 _TMP_NAME_BYTES = 100
@@ -157,3 +157,19 @@ def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray, overwrite: 
     """Save ``array`` as a ``.npy`` file atomically (no pickles: object arrays are refused)."""
     with atomic_open(path, "wb", overwrite=overwrite) as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files :func:`atomic_open` leaves when its process is killed mid-write.
+
+    They are hidden (``.<name>.<random>.tmp``) and never a finished file; a writer killed by SIGKILL cannot
+    delete its own. Call it before writing into a folder that no other writer uses at the same time. Returns
+    the files removed (in ``folder`` and its subfolders).
+    """
+    removed = []
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed

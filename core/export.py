@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from lrpseg.core import __version__
-from lrpseg.core.atomic import atomic_write_bytes
+from lrpseg.core.atomic import atomic_write_bytes, remove_stale_temporaries
 from lrpseg.core.image_folders import EXPORT_MARKER
 from lrpseg.core.labels import is_damaged
 from lrpseg.core.segment import score_to_uint8
@@ -141,6 +141,7 @@ class Exporter:
         self.out_dir = Path(out_dir)
         self.root = None if root is None else Path(root)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.out_dir)  # left by an export that was killed mid-write
         self.overwrite = overwrite
         self.write_scores = write_scores
         self.write_coco = write_coco

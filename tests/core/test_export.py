@@ -93,3 +93,15 @@ def test_provenance_lists_the_overrides_of_the_masks_written_by_this_run_only(tm
     provenance = json.loads((tmp_path / "out" / PROVENANCE_NAME).read_text())
     assert provenance["threshold_overrides"] == {"written.png": 0.6}
     assert provenance["threshold"] == "segmenter default"
+
+
+def test_an_export_removes_the_temporaries_a_killed_export_left(tmp_path):
+    out = tmp_path / "out"
+    (out / "scores").mkdir(parents=True)
+    stale = [out / ".crack.png.k3j2x.tmp", out / "scores" / ".crack.npy.q8w1e.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (out / "crack.png").write_bytes(b"a user's mask")
+    Exporter(out)
+    assert not any(path.exists() for path in stale)
+    assert (out / "crack.png").read_bytes() == b"a user's mask"

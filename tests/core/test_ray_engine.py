@@ -155,9 +155,11 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
     total = len(list(local_export.glob("*.png")))
     assert 3 <= len(before) < total, "the driver was killed after the run had finished; nothing was interrupted"
-    assert not list(out.rglob(".*.tmp")), "a half-written file survived the killed driver"
+    complete = _files(local_export)
+    assert all(content == complete[name] for name, (content, _) in before.items()), "a half-written mask"
     again = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+    assert not list(out.rglob(".*.tmp")), "the rerun left the killed driver's temporary files behind"
     for name, (content, mtime) in before.items():
         path = out / name
         assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime
