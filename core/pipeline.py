@@ -60,6 +60,7 @@ __all__ = [
     "resegment",
     "resolve_device",
     "segment_explained",
+    "upscaled_for_tiles",
 ]
 
 
@@ -144,12 +145,12 @@ def predict(
         batch = torch.stack([prepare_eval(images[i], model.input_size, model.mean, model.std)[0] for i in chunk])
         probabilities[chunk] = predict_probabilities(model, batch, device, batch_size)
     for i in sorted(set(range(len(images))) - set(cropped)):
-        windows, _ = tiles(_upscaled(images[i], model.input_size), model.input_size, model.mean, model.std)
+        windows, _ = tiles(upscaled_for_tiles(images[i], model.input_size), model.input_size, model.mean, model.std)
         probabilities[i] = predict_probabilities(model, windows, device, batch_size).max()
     return probabilities
 
 
-def _upscaled(image: np.ndarray, input_size: int) -> np.ndarray:
+def upscaled_for_tiles(image: np.ndarray, input_size: int) -> np.ndarray:
     """The image tile mode covers: upscaled so its short side is at least the input size (refused when the
     tiling would be unbounded work)."""
     height, width = image.shape[:2]
@@ -274,7 +275,7 @@ def prepare_image(model: VGGA, image: np.ndarray, mode: str = "auto", windows: b
         )
     batch, origins, upscaled_shape = None, [], None
     if windows:
-        upscaled = _upscaled(image, model.input_size)
+        upscaled = upscaled_for_tiles(image, model.input_size)
         batch, origins = tiles(upscaled, model.input_size, model.mean, model.std)
         upscaled_shape = upscaled.shape[:2]
 

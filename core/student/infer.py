@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
 from lrpseg.core.models import VGGA
-from lrpseg.core.pipeline import Analysis, Outcome, _check_tiling_work, _to_grid, choose_mode
+from lrpseg.core.pipeline import Analysis, Outcome, _to_grid, choose_mode, upscaled_for_tiles
 from lrpseg.core.preprocess import prepare_eval, stitch, tiles
 from lrpseg.core.segment import SegmentationResult
 from lrpseg.core.student.store import Student
@@ -42,15 +41,6 @@ def predict_batch(student: Student, batch: torch.Tensor, batch_size: int = 8) ->
     out = [torch.sigmoid(net(batch[i : i + batch_size].to(device)).float())[:, 0].cpu().numpy()
            for i in range(0, len(batch), batch_size)]  # fmt: skip
     return np.concatenate(out).astype(np.float32)
-
-
-def _upscaled(image: np.ndarray, input_size: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = max(1.0, input_size / min(height, width))
-    _check_tiling_work(height, width, scale, input_size)
-    if scale == 1.0:
-        return image
-    return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
 
 
 def probability_map(student: Student, image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
@@ -82,7 +72,7 @@ def probability_map(student: Student, image: np.ndarray, mode: str = "auto") -> 
         prob = placement.to_original(predict_batch(student, tensor[None])[0])
         valid = placement.to_original(np.ones((size, size), np.float32)) > 0.5
         return prob.astype(np.float32), valid, mode
-    upscaled = _upscaled(image, size)
+    upscaled = upscaled_for_tiles(image, size)
     batch, origins = tiles(upscaled, size, student.mean, student.std)
     prob = stitch(predict_batch(student, batch), origins, upscaled.shape[:2], size)
     return _to_grid(prob, height, width), np.ones((height, width), bool), mode
@@ -96,7 +86,7 @@ def classifier_probability(model: VGGA, image: np.ndarray, mode: str = "auto") -
     if mode == "crop":
         batch = prepare_eval(image, model.input_size, model.mean, model.std)[0][None]
     else:
-        batch = tiles(_upscaled(image, model.input_size), model.input_size, model.mean, model.std)[0]
+        batch = tiles(upscaled_for_tiles(image, model.input_size), model.input_size, model.mean, model.std)[0]
     return float(predict_probabilities(model, batch, device, batch_size=16).max())
 
 
