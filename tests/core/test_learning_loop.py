@@ -17,20 +17,10 @@ from lrpseg.core.models import build_vgg_a
 from lrpseg.core.project import Project
 from lrpseg.core.train import TrainConfig, fit, label_warnings, train_classifier
 from lrpseg.core.train_defaults import default_train_settings
+from train_samples import TINY, labelled_samples
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = dict(head="onefc", width=0.125, input_size=32, epochs=2, batch_size=4, device="cpu")
-
-
-def _images(n, size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    images, targets = [], []
-    for i in range(n):
-        damaged = i % 2 == 1
-        images.append(make_sample(rng, size, damaged)[0])
-        targets.append(int(damaged))
-    return images, np.array(targets)
 
 
 def test_folded_batch_norm_gives_the_trained_networks_outputs_exactly():
@@ -54,7 +44,7 @@ def test_folded_batch_norm_gives_the_trained_networks_outputs_exactly():
 
 
 def test_training_with_batch_norm_delivers_a_plain_vgg():
-    images, targets = _images(8)
+    images, targets = labelled_samples(8)
     result = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY, batch_norm=True))
     plain = build_vgg_a("onefc", width=0.125, input_size=32)
     assert result.model.state_dict().keys() == plain.state_dict().keys()
@@ -147,8 +137,8 @@ def test_model_history_round_trip(tmp_path):
     assert "0.88" in history[0].describe() and "12 damaged" in history[0].describe()
 
 
-def test_train_summary_scores_the_current_model_on_the_same_validation_images(tmp_path):
-    images, targets = _images(10)
+def test_train_summary_scores_the_current_model_on_the_same_validationlabelled_samples(tmp_path):
+    images, targets = labelled_samples(10)
     paths = []
     for i, image in enumerate(images):
         paths.append(tmp_path / f"img{i}.png")
@@ -183,7 +173,7 @@ def test_label_warnings_name_a_small_class():
 
 
 def test_progress_estimates_the_time_left():
-    images, targets = _images(8)
+    images, targets = labelled_samples(8)
     seen = []
     fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY), progress=seen.append)
     assert all(p.seconds_left is not None and p.seconds_left >= 0 for p in seen)
@@ -207,7 +197,7 @@ def test_temperature_softens_an_over_confident_model_and_keeps_its_decisions():
     assert fit_temperature(np.zeros((0, 2)), np.zeros(0, int)) == 1.0
 
 
-def test_new_folders_get_settings_that_fit_the_machine_and_the_images():
+def test_new_folders_get_settings_that_fit_the_machine_and_thelabelled_samples():
     assert default_train_settings([(224, 224)] * 3, "cpu") == {"width": 0.25, "input_size": 224}
     assert default_train_settings([(100, 140), (110, 300)], "cpu")["input_size"] == 96
     assert default_train_settings([(2048, 2048)], "cpu")["input_size"] == 224
@@ -215,7 +205,7 @@ def test_new_folders_get_settings_that_fit_the_machine_and_the_images():
 
 
 def test_inputs_are_normalised_by_the_training_images_own_statistics():
-    images, targets = _images(6)
+    images, targets = labelled_samples(6)
     model = fit(images, targets, [], [], TrainConfig(**TINY)).model
     pixels = np.concatenate([img.reshape(-1).astype(np.float64) / 255 for img in images])
     assert np.allclose(model.mean, [pixels.mean()] * 3, atol=1e-6)

@@ -3,7 +3,6 @@ import pytest
 import torch
 from lrpseg.core.cancel import Cancelled, CancelToken
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from lrpseg.core.demo import make_sample
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.train import (
     TrainConfig,
@@ -13,18 +12,7 @@ from lrpseg.core.train import (
     stratified_split,
     train_to_checkpoint,
 )
-
-TINY = dict(head="onefc", width=0.125, input_size=32, epochs=2, batch_size=4, device="cpu")
-
-
-def _images(n, size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    images, targets = [], []
-    for i in range(n):
-        damaged = i % 2 == 1
-        images.append(make_sample(rng, size, damaged)[0])
-        targets.append(int(damaged))
-    return images, np.array(targets)
+from train_samples import TINY, labelled_samples
 
 
 def test_stratified_split_keeps_proportions_and_is_disjoint():
@@ -35,7 +23,7 @@ def test_stratified_split_keeps_proportions_and_is_disjoint():
 
 
 def test_fit_reports_progress_and_summary():
-    images, targets = _images(8)
+    images, targets = labelled_samples(8)
     seen = []
     result = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY), progress=seen.append)
     steps = [p for p in seen if not p.message]
@@ -49,7 +37,7 @@ def test_fit_reports_progress_and_summary():
 
 
 def test_fit_is_deterministic_for_a_seed():
-    images, targets = _images(6)
+    images, targets = labelled_samples(6)
     first = fit(images, targets, [], [], TrainConfig(**TINY)).model.state_dict()
     second = fit(images, targets, [], [], TrainConfig(**TINY)).model.state_dict()
     for name, tensor in first.items():
@@ -57,13 +45,13 @@ def test_fit_is_deterministic_for_a_seed():
 
 
 def test_fit_needs_both_classes():
-    images, _ = _images(4)
+    images, _ = labelled_samples(4)
     with pytest.raises(ValueError, match="both classes"):
         fit(images, np.zeros(4, int), [], [], TrainConfig(**TINY))
 
 
 def test_cancel_keeps_the_previous_model(tmp_path):
-    images, targets = _images(6)
+    images, targets = labelled_samples(6)
     paths = []
     import cv2
 
@@ -96,7 +84,7 @@ def test_training_can_start_from_another_models_convolutions(tmp_path):
     for name, tensor in source.features.state_dict().items():
         assert torch.equal(setup.model.features.state_dict()[name], tensor), name
     assert conv_learning_rate(config) == 1e-4  # fine-tuning rate, as with ImageNet weights
-    assert fit(*_images(6), [], [], config).summary["config"]["init_from"] == str(path)
+    assert fit(*labelled_samples(6), [], [], config).summary["config"]["init_from"] == str(path)
     with pytest.raises(CheckpointError, match="other_project.safetensors.*width 0.125.*width 0.25"):
         prepare_training(TrainConfig(**{**TINY, "width": 0.25}, init_from=str(path)), np.array([0, 1]))
     with pytest.raises(ValueError, match="not both"):
