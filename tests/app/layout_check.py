@@ -105,6 +105,16 @@ def layout_problems(window, status_message: str | None = None) -> list[str]:
     return problems
 
 
+def settle() -> None:
+    """Apply every pending resize, layout and paint request: deliver posted events until none is left."""
+    from PySide6.QtCore import QCoreApplication
+
+    app = QCoreApplication.instance()
+    for _ in range(10):
+        QCoreApplication.sendPostedEvents()
+        app.processEvents()
+
+
 def _wait(app, condition, timeout_s: float = 120) -> None:
     end = time.monotonic() + timeout_s
     while not condition():

@@ -123,7 +123,7 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
 
     use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
-    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=60000)
     window.commands["export"].trigger()
     dialog = window.findChild(ExportDialog)
     suggested = Path(dialog.path.text())
@@ -162,8 +162,8 @@ def test_folder_picker_icons_are_drawn_with_the_app_style(qapp, qtbot):
         dialog = QFileDialog(None, "Export masks to", str(Path.home()))
         dialog.setOption(QFileDialog.Option.DontUseNativeDialog)
         qtbot.addWidget(dialog)
-        dialog.show()
-        qtbot.wait(50)
+        with qtbot.waitExposed(dialog):
+            dialog.show()
         drawn = {}
         for button in dialog.findChildren(QToolButton):
             image = button.grab().toImage().convertToFormat(button.grab().toImage().Format.Format_RGB32)

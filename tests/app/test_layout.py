@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from layout_check import layout_problems
+from layout_check import layout_problems, settle
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,7 +31,7 @@ def _shown_with_model(make_window, folder, qtbot, size):
     assert window.open_folder(folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
-    qtbot.wait(50)
+    settle()
     return window
 
 
@@ -39,7 +39,7 @@ def test_empty_window_and_no_model_layout(make_window, demo_folder, qtbot, tmp_p
     window = make_window()
     assert layout_problems(window) == []
     window.open_folder(demo_folder)
-    qtbot.wait(50)
+    settle()
     window.grab().save(str(tmp_path / "no-model.png"))
     assert layout_problems(window) == []
 
@@ -50,12 +50,12 @@ def test_layout_with_an_analysis_at_1280x800_and_1920x1080(make_window, demo_fol
     window = _shown_with_model(make_window, demo_folder, qtbot, (1280, 800))
     for size in ((1280, 800), (1920, 1080)):
         window.resize(*size)
-        qtbot.wait(50)
+        settle()
         window.grab().save(str(tmp_path / f"window-{size[0]}x{size[1]}.png"))
         assert layout_problems(window) == [], size
     window.resize(1280, 800)
     window.viewer.set_image(None, "Unreadable image")  # placeholder after an image was shown
-    qtbot.wait(50)
+    settle()
     assert layout_problems(window) == []
 
 
