@@ -19,6 +19,7 @@ from lrpseg.core.cancel import Cancelled
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint
 from lrpseg.core.cli_distil import add_distil_parser, run_distil
 from lrpseg.core.device import DEVICE_CHOICES, describe_device, resolve_device
+from lrpseg.core.export_layout import EVALUATION_DIR
 from lrpseg.core.export_run import ExportOptions, MaskExport, export_workflow, model_provenance, start_export
 from lrpseg.core.images import ImageReadError, scan_folder
 from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
@@ -199,7 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score an export folder against ground-truth masks")
     ev.add_argument("out", type=Path, help="export folder written by lrpseg segment")
-    ev.add_argument("--truth", type=Path, required=True, help="folder of ground-truth masks <stem>.png")
+    ev.add_argument(
+        "--truth",
+        type=Path,
+        required=True,
+        help="folder of ground-truth masks, at the exported masks' relative paths (or <stem>.png in one flat folder)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--pr-curve", type=Path, help="PR-curve PNG (default: OUT/evaluation/pr-curve.png)")
     ev.add_argument(
@@ -465,7 +471,7 @@ def run_evaluate(args) -> int:
     for problem in result.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if result.curve is not None:
-        curve_path = args.pr_curve or args.out / "evaluation" / "pr-curve.png"
+        curve_path = args.pr_curve or args.out / EVALUATION_DIR / "pr-curve.png"
         curve_path.parent.mkdir(parents=True, exist_ok=True)
         plot_pr_curves({"lrpseg": result.curve}, result.metrics["no_skill_precision"], curve_path)
     if args.json:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
-from lrpseg.core.export import REPORT_NAME, SCORES_DIR
+from lrpseg.core.export import REPORT_NAME
+from lrpseg.core.export_layout import export_masks, score_files
 from lrpseg.core.images import ImageReadError, list_images, read_image
 from lrpseg.core.metrics import (
     average_precision,
@@ -42,30 +43,79 @@ def read_mask(path: Path) -> np.ndarray:
     return image > limit
 
 
-def _masks_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in list_images(folder, recursive=False) if p.suffix.lower() == ".png"}
+def _truth_masks(truth_dir: Path) -> dict[str, Path]:
+    """The ground-truth masks under ``truth_dir`` (sub-folders too), by relative path without suffix."""
+    paths = (p for p in list_images(truth_dir) if p.suffix.lower() == ".png")
+    return {p.relative_to(truth_dir).with_suffix("").as_posix(): p for p in paths}
+
+
+def match_truth(predicted: dict[str, Path], truth: dict[str, Path], truth_dir: Path) -> tuple[dict, list[str]]:
+    """Pair each exported mask with its ground truth: by relative path, else by stem in a flat truth folder.
+
+    Parameters
+    ----------
+    predicted : dict of str to Path
+        The export's masks by name (:func:`core.export_layout.export_masks`).
+    truth : dict of str to Path
+        The ground-truth masks by relative path without suffix.
+    truth_dir : Path
+        The ground-truth folder (for messages).
+
+    Returns
+    -------
+    pairs : dict of str to (Path, Path)
+        Mask name to (exported mask, ground-truth mask).
+    problems : list of str
+        A line per exported mask left without a partner, saying why. A stem shared by masks of several
+        sub-folders, against a flat truth folder, pairs none of them: the message names them all.
+    """
+    pairs = {name: (predicted[name], truth[name]) for name in predicted if name in truth}
+    flat = all("/" not in name for name in truth)
+    problems, shared = [], set()
+    by_stem: dict[str, list[str]] = {}
+    for name in predicted if flat else ():
+        if (stem := PurePosixPath(name).name) in truth:
+            by_stem.setdefault(stem, []).append(name)
+    for stem, names in by_stem.items():
+        if len(names) == 1:
+            pairs[names[0]] = (predicted[names[0]], truth[stem])
+            continue
+        shared.update(names)
+        unpaired = [name for name in names if name not in pairs]
+        problems.append(
+            f"{' and '.join(str(predicted[name]) for name in names)} share the name {stem}.png, and the ground "
+            f"truth in {truth_dir} is one flat folder: {', '.join(f'{name}.png' for name in unpaired)} not "
+            f"scored; put the ground-truth masks in sub-folders like the images' ({truth_dir}/{unpaired[0]}.png)"
+        )
+    for name, path in predicted.items():
+        if name not in pairs and name not in shared:
+            problems.append(f"{path}: no ground-truth mask {name}.png in {truth_dir}")
+    return dict(sorted(pairs.items())), problems
 
 
 def _decisions(out_dir: Path) -> dict[str, bool]:
+    """Each exported mask's classification (damaged or not) from the export report, by mask name."""
     report = out_dir / REPORT_NAME
     if not report.exists():
         return {}
     decisions = {}
     for record in json.loads(report.read_text())["images"]:
         if record.get("mask") and record.get("damaged") is not None:
-            decisions[Path(record["mask"]).stem] = bool(record["damaged"])
+            decisions[PurePosixPath(record["mask"]).with_suffix("").as_posix()] = bool(record["damaged"])
     return decisions
 
 
 def evaluate_folder(out_dir: Path, truth_dir: Path, include_undamaged: bool = False) -> Evaluation:
-    """Compare the masks in ``out_dir`` with the same-stem masks in ``truth_dir``.
+    """Compare the masks in ``out_dir`` (its whole tree) with their ground-truth masks in ``truth_dir``.
 
     Parameters
     ----------
     out_dir
         An export folder written by :class:`core.export.Exporter`.
     truth_dir
-        Ground-truth masks named ``<stem>.png`` (non-zero = damage).
+        Ground-truth masks (``.png``, non-zero = damage): at the same relative path as the exported mask
+        (``truth_dir/a/x.png`` for ``out_dir/a/x.png``), or, in a truth folder without sub-folders, under the
+        mask's file name when no other exported mask shares it (:func:`match_truth`).
     include_undamaged
         Also score the segmentation of images whose truth is empty (the paper scores damaged images only).
 
@@ -74,35 +124,29 @@ def evaluate_folder(out_dir: Path, truth_dir: Path, include_undamaged: bool = Fa
     ValueError
         When no predicted mask has a ground-truth partner.
     """
-    predicted = _masks_by_stem(Path(out_dir))
-    truth = _masks_by_stem(Path(truth_dir))
-    problems = [
-        f"{path}: no ground-truth mask named {stem}.png in {truth_dir}"
-        for stem, path in sorted(predicted.items())
-        if stem not in truth
-    ]
-    stems = sorted(set(predicted) & set(truth))
-    if not stems:
-        raise ValueError(f"no mask in {out_dir} has a same-named ground-truth mask in {truth_dir}")
+    out_dir, truth_dir = Path(out_dir), Path(truth_dir)
+    predicted = export_masks(out_dir)
+    pairs, problems = match_truth(predicted, _truth_masks(truth_dir), truth_dir)
+    if not pairs:
+        reasons = "".join(f"; {problem}" for problem in problems[:3])
+        raise ValueError(f"no mask in {out_dir} has a ground-truth partner in {truth_dir}{reasons}")
     preds, truths, scores, has_damage = [], [], [], {}
-    for stem in stems:
+    for name, (pred_path, truth_path) in pairs.items():
         try:
-            true_mask = read_mask(truth[stem])
-            pred_mask = read_mask(predicted[stem])
+            true_mask = read_mask(truth_path)
+            pred_mask = read_mask(pred_path)
         except ImageReadError as error:
             problems.append(str(error))
             continue
         if true_mask.shape != pred_mask.shape:
-            problems.append(
-                f"{predicted[stem]}: size {pred_mask.shape} differs from the truth's {true_mask.shape}"
-            )
+            problems.append(f"{pred_path}: size {pred_mask.shape} differs from the truth's {true_mask.shape}")
             continue
-        has_damage[stem] = bool(true_mask.any())
-        if not (has_damage[stem] or include_undamaged):
+        has_damage[name] = bool(true_mask.any())
+        if not (has_damage[name] or include_undamaged):
             continue
         preds.append(pred_mask)
         truths.append(true_mask)
-        score_path = Path(out_dir) / SCORES_DIR / f"{stem}.npy"
+        score_path = score_files(out_dir, name)[0]
         scores.append(np.load(score_path).astype(np.float32) if score_path.exists() else None)
 
     metrics: dict = {"images_scored": len(preds)}
@@ -115,15 +159,13 @@ def evaluate_folder(out_dir: Path, truth_dir: Path, include_undamaged: bool = Fa
             curve = (precision, recall)
             metrics["ap"] = float(average_precision(scores, truths))
         else:
-            problems.append(
-                f"{out_dir}: score maps missing, so no PR curve or AP (segment without --no-scores)"
-            )
+            problems.append(f"{out_dir}: score maps missing, so no PR curve or AP (segment without --no-scores)")
             metrics["ap"] = None
-    decisions = _decisions(Path(out_dir))
-    judged = [stem for stem in has_damage if stem in decisions]
+    decisions = _decisions(out_dir)
+    judged = [name for name in has_damage if name in decisions]
     if judged:
-        y_true = np.array([has_damage[s] for s in judged], dtype=int)
-        y_pred = np.array([decisions[s] for s in judged], dtype=int)
+        y_true = np.array([has_damage[n] for n in judged], dtype=int)
+        y_pred = np.array([decisions[n] for n in judged], dtype=int)
         judged_metrics = classification_metrics(y_true, y_pred)
         metrics.update({key: judged_metrics[key] for key in ("balanced_accuracy", "tpr", "tnr")})
         metrics["images_classified"] = len(judged)

@@ -5,15 +5,17 @@ never leaves a half-written file under a final name, and existing files are kept
 export never destroys masks a user already has. Keeping is decided by the atomic no-overwrite link itself, not
 by a check before writing, so a file that appears meanwhile (another export into the same folder) is kept too.
 
-Layout of an export folder::
+Layout of an export folder (the naming rule is :mod:`lrpseg.core.export_layout`: it keeps the image folder's
+tree, so ``<name>`` is the image's path relative to the image folder without its suffix, e.g. ``a/x``)::
 
-    <stem>.png               0/255 mask at the original image size (empty for images classified undamaged)
-    scores/<stem>.npy        score map in [0, 1] (float32) when ``write_scores``: for an image classified damaged,
+    <name>.png               0/255 mask at the original image size (empty for images classified undamaged)
+    scores/<name>.npy        score map in [0, 1] (float32) when ``write_scores``: for an image classified damaged,
                              (score >= threshold) & (score > 0) is exactly its mask
-    scores/<stem>.png        the same, 8-bit, for a quick look
+    scores/<name>.png        the same, 8-bit, for a quick look
     annotations.coco.json    COCO instances with uncompressed RLE masks when ``write_coco`` (``file_name`` is the
                              image's path relative to the image folder)
-    lrpseg-report.json       per-image probability, decision, threshold, files written, errors
+    lrpseg-report.json       per-image probability, decision, threshold, files written (paths relative to the
+                             export folder), errors
     provenance.json          model hash, rule set, segmenter, thresholds, lrpseg version
 """
 
@@ -30,6 +32,7 @@ import cv2
 import numpy as np
 from lrpseg.core import __version__
 from lrpseg.core.atomic import atomic_write_bytes, remove_stale_temporaries
+from lrpseg.core.export_layout import ExportNames, mask_file, relative_path, score_files
 from lrpseg.core.image_folders import EXPORT_MARKER
 from lrpseg.core.labels import is_damaged
 from lrpseg.core.segment import score_to_uint8
@@ -37,7 +40,6 @@ from lrpseg.core.segment import score_to_uint8
 REPORT_NAME = EXPORT_MARKER  # the scanner recognises export folders by it
 PROVENANCE_NAME = "provenance.json"
 COCO_NAME = "annotations.coco.json"
-SCORES_DIR = "scores"
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -82,19 +84,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-MAX_NAME_BYTES = 200
-
-
-def _short_name(stem: str) -> str:
-    """``stem`` if it fits file-name limits (255 bytes) with room for suffixes, else a cut plus a short hash."""
-    encoded = stem.encode("utf-8", "surrogateescape")
-    if len(encoded) <= MAX_NAME_BYTES:
-        return stem
-    digest = hashlib.sha256(encoded).hexdigest()[:12]
-    cut = encoded[: MAX_NAME_BYTES - 13].decode("utf-8", "ignore")
-    return f"{cut}~{digest}"
-
-
 @dataclass
 class ExportedImage:
     """What the export did for one image."""
@@ -125,8 +114,14 @@ class Exporter:
     write_scores, write_coco
         Also write score maps / a COCO JSON.
     root
-        The image folder: COCO ``file_name`` is the image's path relative to it (the file name alone when an
-        image lies outside it or no folder is given).
+        The image folder: the export keeps its tree (:mod:`lrpseg.core.export_layout`), and COCO ``file_name``
+        is the image's path relative to it (the file name alone when an image lies outside it or no folder is
+        given).
+
+    Raises
+    ------
+    ValueError
+        When ``out_dir`` is the image folder itself.
     """
 
     def __init__(
@@ -140,6 +135,11 @@ class Exporter:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.root = None if root is None else Path(root)
+        if self.root is not None and self.out_dir.resolve() == self.root.resolve():
+            raise ValueError(
+                f"{self.out_dir} is the image folder itself: its masks would take the images' places; "
+                "export into another folder"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.out_dir)  # left by an export that was killed mid-write
         self.overwrite = overwrite
@@ -147,20 +147,9 @@ class Exporter:
         self.write_coco = write_coco
         self.provenance = dict(provenance or {})
         self.records: list[ExportedImage] = []
-        self._used_names: set[str] = set()
+        self.names = ExportNames(self.root)
         self._coco_images: list[dict] = []
         self._coco_annotations: list[dict] = []
-
-    def _name_for(self, image_path: Path) -> str:
-        name = _short_name(image_path.stem)
-        if name in self._used_names:
-            name = _short_name("__".join([*image_path.parent.parts[-2:], image_path.stem]))
-        suffix = 2
-        base = name
-        while name in self._used_names:
-            name, suffix = f"{base}_{suffix}", suffix + 1
-        self._used_names.add(name)
-        return name
 
     def _write(self, path: Path, data: bytes, record: ExportedImage) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +185,7 @@ class Exporter:
         self.records.append(record)
         if error is not None or mask is None:
             return record
-        name = self._name_for(image_path)
+        name = self.names.name_for(image_path)
         try:
             self._write_image_files(name, mask, score, record)
         except OSError as failure:
@@ -207,23 +196,21 @@ class Exporter:
         return record
 
     def _write_image_files(self, name: str, mask: np.ndarray, score: np.ndarray | None, record: ExportedImage):
-        mask_path = self.out_dir / f"{name}.png"
+        mask_path = mask_file(self.out_dir, name)
         if self._write(mask_path, encode_png(mask_to_uint8(mask)), record):
-            record.mask = mask_path.name
+            record.mask = mask_path.relative_to(self.out_dir).as_posix()
         if self.write_scores and score is not None:
+            npy_path, preview_path = score_files(self.out_dir, name)
             buffer = io.BytesIO()
             np.save(buffer, score.astype(np.float32, copy=False))
-            npy_path = self.out_dir / SCORES_DIR / f"{name}.npy"
             if self._write(npy_path, buffer.getvalue(), record):
-                record.scores = f"{SCORES_DIR}/{npy_path.name}"
-            self._write(self.out_dir / SCORES_DIR / f"{name}.png", encode_png(score_to_uint8(score)), record)
+                record.scores = npy_path.relative_to(self.out_dir).as_posix()
+            self._write(preview_path, encode_png(score_to_uint8(score)), record)
 
     def _add_coco(self, image_path: Path, mask: np.ndarray) -> None:
         image_id = len(self._coco_images) + 1
         height, width = mask.shape
-        file_name = image_path.name
-        if self.root is not None and image_path.is_relative_to(self.root):
-            file_name = image_path.relative_to(self.root).as_posix()
+        file_name = relative_path(image_path, self.root) or image_path.name
         self._coco_images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         if not mask.any():
             return

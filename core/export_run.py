@@ -24,6 +24,7 @@ from pathlib import Path
 from lrpseg.core.cancel import CancelToken
 from lrpseg.core.corrected_masks import CorrectedMaskError, CorrectedMasks
 from lrpseg.core.export import ExportedImage, Exporter, file_sha256
+from lrpseg.core.export_layout import relative_path
 from lrpseg.core.pipeline import Analysis, Outcome
 from lrpseg.core.workflow import Workflow
 
@@ -118,20 +119,11 @@ class MaskExport:
         """What was done per image so far."""
         return self.exporter.records
 
-    def _rel(self, path: Path) -> str | None:
-        if self.root is None:
-            return None
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return None
-
     def threshold_for(self, path: Path, analysis: Analysis) -> float:
         """The threshold the mask of ``path`` is cut at."""
         if self.options.threshold is not None:
             return float(self.options.threshold)
-        rel = self._rel(Path(path))
-        value = self.thresholds.get(rel) if rel is not None else None
+        value = self.thresholds.get(relative_path(path, self.root))
         return float(analysis.threshold) if value is None else float(value)
 
     def export_one(self, outcome: Outcome) -> ExportedImage:
@@ -140,7 +132,7 @@ class MaskExport:
         analysis = outcome.analysis
         if analysis is None:
             return self.exporter.add(path, error=outcome.error or f"{path}: not analysed")
-        rel = self._rel(path)
+        rel = relative_path(path, self.root)
         if rel in self.corrections:
             return self._export_corrected(path, rel, analysis)
         threshold = self.threshold_for(path, analysis)
@@ -170,13 +162,13 @@ class MaskExport:
         corrected mask it wrote.
         """
         if self.options.threshold is None:
-            written = {self._rel(Path(r.image)) for r in self.records
+            written = {relative_path(r.image, self.root) for r in self.records
                        if r.mask is not None and r.mask_source != "corrected"}
             self.exporter.provenance["threshold_overrides"] = {
                 rel: value for rel, value in self.thresholds.items() if rel in written
             }
         self.exporter.provenance["corrected_masks"] = {
-            self._rel(Path(r.image)): r.correction for r in self.records if r.mask_source == "corrected"}
+            relative_path(r.image, self.root): r.correction for r in self.records if r.mask_source == "corrected"}
         summary = self.exporter.finish()
         summary["out_dir"] = str(self.out_dir)
         self.summary = summary

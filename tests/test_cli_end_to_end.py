@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lrpseg.core.export_layout import export_masks
 
 LRPSEG = str(Path(sys.executable).with_name("lrpseg"))
 IOU_FLOOR = 0.15
@@ -56,7 +57,8 @@ def test_image_labels_to_masks_end_to_end(trained):
     out = root / "out"
     done = lrpseg("segment", root / "test" / "images", "--model", model, "--out", out)
     assert done.returncode == 0, done.stderr
-    assert len(list(out.glob("*.png"))) == 20
+    masks = export_masks(out)  # the export keeps the image folder's tree: damaged/..., undamaged/...
+    assert len(masks) == 20 and {name.split("/")[0] for name in masks} == {"damaged", "undamaged"}
     done = lrpseg("evaluate", out, "--truth", root / "test" / "masks", "--json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)

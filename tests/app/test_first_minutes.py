@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrpseg.app.hints import ProjectState, next_step
+from lrpseg.core.export_layout import export_masks
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -134,7 +135,7 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
     dialog.accept()
     assert target.is_dir()
     qtbot.waitUntil(lambda: not window.job_controller.busy(), timeout=60000)
-    assert len(list(target.glob("*.png"))) == 12
+    assert len(export_masks(target)) == 12
     assert window.project.get_setting("last_export_folder") == str(target)
     assert str(target) in window.hint.text()
 

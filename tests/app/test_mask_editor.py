@@ -224,13 +224,14 @@ def test_export_from_gui_and_cli_writes_the_corrected_mask(make_window, demo_fol
     with qtbot.waitSignal(window.jobs.job("export").succeeded, timeout=60000):
         pass
     assert lrpseg_main(["segment", "--project", str(demo_folder), "--out", str(cli_out), "--device", "cpu"]) == 0
-    stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    mask_name = rel.rsplit(".", 1)[0] + ".png"  # the export keeps the image folder's tree
     for out in (gui_out, cli_out):
-        written = cv2.imread(str(out / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        written = cv2.imread(str(out / mask_name), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(written, np.where(corrected, 255, 0))
         report = json.loads((out / "lrpseg-report.json").read_text())
         records = {r["image"].rsplit("/", 1)[-1]: r for r in report["images"]}
         mine = records[rel.rsplit("/", 1)[-1]]
+        assert mine["mask"] == mask_name
         assert mine["mask_source"] == "corrected" and mine["threshold"] is None
         assert mine["correction"]["author"] and mine["correction"]["started_from_model"] == window.handle.model_id
         assert sum(r["mask_source"] == "corrected" for r in records.values()) == 1
@@ -243,7 +244,7 @@ def test_export_from_gui_and_cli_writes_the_corrected_mask(make_window, demo_fol
     broken_out = tmp_path / "broken"
     assert lrpseg_main(["segment", "--project", str(demo_folder), "--out", str(broken_out), "--device",
                         "cpu"]) in (0, 1)
-    assert not (broken_out / f"{stem}.png").exists()
+    assert not (broken_out / mask_name).exists()
     report = json.loads((broken_out / "lrpseg-report.json").read_text())
     error = next(r["error"] for r in report["images"] if r["image"].endswith(rel))
     assert "damaged" in error and rel in error

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from lrpseg.core.export_layout import export_masks
 from lrpseg.core.labels import labels_from_folders
 
 
@@ -119,16 +120,17 @@ def test_export_writes_masks_with_each_threshold(make_window, demo_folder, damag
     rel, other = window.list_model.paths[:2]
     window.project.set_threshold_override(rel, window.thresholds.override_key(), 0.0)
     out = tmp_path / "export"
-    (out / "scores").mkdir(parents=True)
-    (out / Path(other).with_suffix(".png").name).write_bytes(b"the user's mask")
+    kept = out / Path(other).with_suffix(".png")  # the export keeps the image folder's tree
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"the user's mask")
     assert window.job_controller.export_masks(out)  # keeps existing files by default
     job = window.jobs.job("export")
     with qtbot.waitSignal(job.succeeded, timeout=60000) as blocker:
         pass
     summary = blocker.args[0]
     assert summary["images"] == 12 and summary["errors"] == 0 and summary["kept_existing"] == 1
-    assert (out / Path(other).with_suffix(".png").name).read_bytes() == b"the user's mask"
-    assert len(sorted(out.glob("*.png"))) == 12
+    assert kept.read_bytes() == b"the user's mask"
+    assert len(export_masks(out)) == 12
     report = json.loads((out / "lrpseg-report.json").read_text())
     record = next(r for r in report["images"] if r["image"].endswith(rel))
     assert record["threshold"] == 0.0 and record["damaged"]

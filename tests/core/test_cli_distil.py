@@ -9,6 +9,7 @@ import torch
 from lrpseg.core.checkpoint import save_checkpoint
 from lrpseg.core.cli import main
 from lrpseg.core.export import file_sha256
+from lrpseg.core.export_layout import export_masks
 from lrpseg.core.models import build_vgg_a
 
 TINY = ["--base", "4", "--depth", "2", "--epochs", "1", "--device", "cpu"]
@@ -33,7 +34,7 @@ def test_distil_then_segment_with_the_student(setup, capsys):
     out = tmp / "out"
     assert main(["segment", str(images), "--model", str(model), "--student", str(student), "--out", str(out),
                  "--device", "cpu"]) == 0  # fmt: skip
-    assert len(list(out.glob("*.png"))) == 8
+    assert len(export_masks(out)) == 8
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["mask_source"] == "refined (student)"
     assert provenance["student_sha256"] == file_sha256(student)
@@ -52,7 +53,7 @@ def test_segment_refuses_a_student_of_another_classifier(setup, capsys):
     code = main(["segment", str(images), "--model", str(other), "--student", str(student), "--out", str(tmp / "o")])
     err = capsys.readouterr().err
     assert code == 1 and "trained for another classifier" in err and err.strip().count("\n") == 0
-    assert not (tmp / "o").exists() or not list((tmp / "o").glob("*.png"))
+    assert not (tmp / "o").exists() or not export_masks(tmp / "o")
 
 
 def test_distil_without_damaged_labels_gives_exit_1(setup, capsys):

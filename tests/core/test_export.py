@@ -105,3 +105,94 @@ def test_an_export_removes_the_temporaries_a_killed_export_left(tmp_path):
     Exporter(out)
     assert not any(path.exists() for path in stale)
     assert (out / "crack.png").read_bytes() == b"a user's mask"
+
+
+class _Analysis:  # the parts of an Analysis an export reads
+    probability, threshold = 0.9, 0.5
+
+    def __init__(self, score):
+        self.segmentation = type("Seg", (), {"score": score})()
+
+    def mask_at(self, threshold):
+        return self.segmentation.score >= threshold
+
+
+def test_the_export_keeps_the_image_folders_tree(tmp_path):
+    from lrpseg.core.export_run import ExportOptions, MaskExport
+    from lrpseg.core.pipeline import Outcome
+
+    root, out = tmp_path / "images", tmp_path / "out"
+    scores = {"a": np.full((4, 5), 0.8, np.float32), "b": np.full((4, 5), 0.2, np.float32)}
+    export = MaskExport(out, {}, ExportOptions(write_coco=True), root=root)
+    records = [export.export_one(Outcome(root / sub / "x.png", analysis=_Analysis(scores[sub]))) for sub in "ab"]
+    export.finish()
+    assert [(r.mask, r.scores) for r in records] == [("a/x.png", "scores/a/x.npy"), ("b/x.png", "scores/b/x.npy")]
+    assert read_mask(out / "a" / "x.png").all() and not read_mask(out / "b" / "x.png").any()
+    for sub in "ab":
+        np.testing.assert_array_equal(np.load(out / "scores" / sub / "x.npy"), scores[sub])
+        assert read_mask(out / "scores" / sub / "x.png").shape == (4, 5)  # the 8-bit preview beside it
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert [r["mask"] for r in report["images"]] == ["a/x.png", "b/x.png"]
+    coco = json.loads((out / COCO_NAME).read_text())
+    assert [image["file_name"] for image in coco["images"]] == ["a/x.png", "b/x.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*.png")) == []  # nothing flattened
+
+
+def test_images_outside_the_folder_or_under_reserved_folders_get_flat_names(tmp_path):
+    root, out = tmp_path / "images", tmp_path / "out"
+    mask = np.ones((3, 3), dtype=bool)
+    exporter = Exporter(out, write_scores=False, root=root)
+    inside = exporter.add(root / "x.png", mask, probability=0.9)
+    outside = exporter.add(tmp_path / "elsewhere" / "x.png", mask, probability=0.9)
+    scores_sub = exporter.add(root / "scores" / "y.png", mask, probability=0.9)  # would land among score maps
+    same_stem = exporter.add(root / "a" / "x.jpg", mask, probability=0.9)
+    twin = exporter.add(root / "a" / "x.png", mask, probability=0.9)  # x.jpg and x.png in one folder
+    assert inside.mask == "x.png" and same_stem.mask == "a/x.png" and twin.mask == "a/x_2.png"
+    assert outside.mask == f"{tmp_path.name}__elsewhere__x.png"  # the existing collision rule
+    assert scores_sub.mask == "y.png" and not (out / "scores").exists()
+
+
+def test_exporting_into_the_image_folder_itself_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"an image")
+    with pytest.raises(ValueError, match="is the image folder itself"):
+        Exporter(tmp_path / "a" / "..", root=tmp_path)
+    assert (tmp_path / "a" / "x.png").read_bytes() == b"an image"
+
+
+def test_stale_temporaries_are_removed_from_subfolders_too(tmp_path):
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "scores" / "a").mkdir(parents=True)
+    stale = [out / "a" / ".x.png.k3j2x.tmp", out / "scores" / "a" / ".x.npy.q8w1e.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (out / "a" / "x.png").write_bytes(b"a user's mask")
+    Exporter(out, root=tmp_path / "images")
+    assert not any(path.exists() for path in stale)
+    assert (out / "a" / "x.png").read_bytes() == b"a user's mask"
+
+
+def test_a_corrected_mask_of_an_image_in_a_subfolder_is_exported_to_its_place(tmp_path):
+    from lrpseg.core.corrected_masks import CorrectedMasks
+    from lrpseg.core.export_run import ExportOptions, MaskExport
+    from lrpseg.core.pipeline import Outcome
+    from lrpseg.core.project import Project
+
+    corrected = np.zeros((4, 5), dtype=bool)
+    corrected[1:3, 1:4] = True
+    (tmp_path / "images").mkdir()
+    with Project.open(tmp_path / "images") as project:
+        store = CorrectedMasks(project)
+        store.save("a/x.png", corrected, author="ines")
+        export = MaskExport(tmp_path / "out", {}, ExportOptions(), root=tmp_path / "images", corrected=store)
+        for sub in "ab":
+            export.export_one(Outcome(tmp_path / "images" / sub / "x.png", analysis=_Analysis(np.ones((4, 5)))))
+        export.finish()
+    np.testing.assert_array_equal(read_mask(tmp_path / "out" / "a" / "x.png"), corrected)
+    assert read_mask(tmp_path / "out" / "b" / "x.png").all()
+    provenance = json.loads((tmp_path / "out" / PROVENANCE_NAME).read_text())
+    assert list(provenance["corrected_masks"]) == ["a/x.png"]
+    report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+    sources = [(r["mask"], r["mask_source"]) for r in report["images"]]
+    assert sources == [("a/x.png", "corrected"), ("b/x.png", "automatic")]

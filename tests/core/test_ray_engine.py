@@ -25,6 +25,7 @@ from lrpseg.core.checkpoint import save_checkpoint
 from lrpseg.core.cli import main
 from lrpseg.core.demo import make_demo
 from lrpseg.core.export import PROVENANCE_NAME, REPORT_NAME
+from lrpseg.core.export_layout import export_masks
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.ray_engine import RayEngine, RayOptions, RaySetupError, worker_count
 
@@ -82,6 +83,7 @@ def test_ray_export_is_the_local_export_byte_for_byte(ray_cluster, data, local_e
     assert _segment(images, model, out, "--engine", "ray", "--workers", "2") == 0
     local, remote = _files(local_export), _files(out)
     assert len(local) >= 17 * 3 and local.keys() == remote.keys()
+    assert {"damaged/large.png", "scores/damaged/large.npy", "scores/damaged/large.png"} <= local.keys()  # the tree
     assert [name for name in local if local[name] != remote[name]] == []
     report = json.loads((out / REPORT_NAME).read_text())
     assert report == json.loads((local_export / REPORT_NAME).read_text())
@@ -129,7 +131,7 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
     )
     run.start()
     victim = _wait_for(lambda: sorted(set(_worker_pids()) - earlier), 300, "a Ray worker of this run")[0]
-    _wait_for(lambda: list(out.glob("*.png")) or not run.is_alive(), 300, "the first mask")
+    _wait_for(lambda: export_masks(out) or not run.is_alive(), 300, "the first mask")
     os.kill(victim, signal.SIGKILL)
     run.join(300)
     assert result == [0]
@@ -148,12 +150,12 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     driver = subprocess.Popen(list(map(str, command)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: len(list(out.glob("*.png"))) >= 3 or driver.poll() is not None, 180, "three masks")
+        _wait_for(lambda: len(export_masks(out)) >= 3 or driver.poll() is not None, 180, "three masks")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(60)
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("*.png")}
-    total = len(list(local_export.glob("*.png")))
+    before = {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in export_masks(out).values()}
+    total = len(export_masks(local_export))
     assert 3 <= len(before) < total, "the driver was killed after the run had finished; nothing was interrupted"
     complete = _files(local_export)
     assert all(content == complete[name] for name, (content, _) in before.items()), "a half-written mask"

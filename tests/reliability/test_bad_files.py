@@ -222,7 +222,7 @@ def test_one_unwritable_mask_does_not_abort_the_batch(tmp_path, capsys):
     import cv2
     from lrpseg.core.cli import main as lrpseg_main
 
-    stem = "S" * 248  # two images of one long name in two folders: the second gets a longer, prefixed name
+    stem = "S" * 248  # one long name in two folders: each keeps its folder, both names cut to fit
     for sub in ("a", "b"):
         (tmp_path / "images" / sub).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "images" / sub / f"{stem}.png"), np.full((40, 40, 3), 120, np.uint8))
@@ -230,12 +230,18 @@ def test_one_unwritable_mask_does_not_abort_the_batch(tmp_path, capsys):
     model = tmp_path / "slim.safetensors"
     save_slim_model(model, input_size=32)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "a").write_bytes(b"a file where the folder of a/'s masks would go")
     code = lrpseg_main(["segment", str(tmp_path / "images"), "--model", str(model), "--out", str(out)])
     capsys.readouterr()
     assert code == 0
-    assert (out / "zz.png").exists()  # the files after the failing one still get masks
+    assert (out / "b" / "zz.png").exists()  # the files after the failing one still get masks
     report = json.loads((out / "lrpseg-report.json").read_text(encoding="utf-8"))
-    assert report["summary"]["images"] == 3
+    assert report["summary"]["images"] == 3 and report["summary"]["masks_written"] == 2
+    failed = [record for record in report["images"] if record["error"]]
+    assert len(failed) == 1 and f"a/{stem}.png" in failed[0]["error"] and "could not write" in failed[0]["error"]
+    long_masks = [record["mask"] for record in report["images"] if record["mask"] and record["mask"] != "b/zz.png"]
+    assert len(long_masks) == 1 and long_masks[0].startswith("b/S") and (out / long_masks[0]).is_file()
 
 
 def test_reliability_md_matches_the_corpus(tmp_path):

@@ -21,6 +21,7 @@ import pytest
 from lrpseg.core.checkpoint import load_checkpoint
 from lrpseg.core.cli import main as lrpseg_main
 from lrpseg.core.demo import make_demo
+from lrpseg.core.export_layout import export_masks
 from lrpseg.core.images import read_image
 from lrpseg.core.project import Project
 from reliability_helpers import (
@@ -215,8 +216,9 @@ print("finished", flush=True)
 def _check_export_folder(out: Path, untouched: dict[Path, bytes]) -> int:
     """Every file under a final name is either an untouched old file or complete; returns masks seen."""
     masks = 0
+    mask_paths = set(export_masks(out).values())
     for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        masks += path.parent == out and path.suffix == ".png"
+        masks += path in mask_paths
         if path in untouched and path.read_bytes() == untouched[path]:
             continue
         if path.suffix == ".png":
@@ -234,9 +236,11 @@ def test_sigkill_during_export_leaves_only_complete_files(demo, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     images = sorted(p for p in demo.rglob("*.png"))
+    mask_of = {image: out / image.relative_to(demo).with_suffix(".png") for image in images}  # the tree is kept
     old = {}
     for image in images[:2]:  # masks a user already has, replaced by this run (--overwrite)
-        path = out / f"{image.stem}.png"
+        path = mask_of[image]
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(Path(image).read_bytes())  # any complete PNG will do
         old[path] = path.read_bytes()
     # Kill while the 4th file (mask, score .npy, score .png per image: the 2nd image's mask) waits, complete,
@@ -249,7 +253,7 @@ def test_sigkill_during_export_leaves_only_complete_files(demo, tmp_path):
     assert masks_before >= 2
     assert not (out / "lrpseg-report.json").exists()  # written last, only by a finished run
     assert len(temp_leftovers(out)) == 1, paused  # the one file caught between write and rename
-    assert old[out / f"{images[1].stem}.png"] == (out / f"{images[1].stem}.png").read_bytes()  # not replaced
+    assert old[mask_of[images[1]]] == mask_of[images[1]].read_bytes()  # not replaced
 
     # Reopen: finish the export without --overwrite; what is there is kept, the rest is written.
     code = lrpseg_main(["segment", str(demo), "--model", str(model), "--out", str(out), "--device", "cpu"])
