@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrpseg.core.export_run import export_folder_problem
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -40,6 +41,8 @@ def prepare_export_folder(text: str, root: Path) -> tuple[Path | None, str]:
         folder = root.parent / folder
     if folder.exists() and not folder.is_dir():
         return None, f"{folder} is a file, not a folder."
+    if problem := export_folder_problem(folder, root):
+        return None, f"{problem}."
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -66,7 +69,8 @@ class ExportDialog(QDialog):
         self.root = root
         self.folder: Path | None = None
         intro = QLabel(f"Write a mask for each of the {count} images: a black-and-white PNG with the image's "
-                       "name (white = damage), plus the score maps and a report. A new folder is created.")
+                       "name, in the same sub-folder as the image (white = damage), plus the score maps and a "
+                       "report. A new folder is created.")
         intro.setWordWrap(True)
         self.path = QLineEdit(str(suggested))
         self.path.setToolTip("Folder for the masks; it is created if it does not exist")

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from lrpseg.core import __version__
 from lrpseg.core.atomic import atomic_write_bytes, remove_stale_temporaries
-from lrpseg.core.export_layout import ExportNames, mask_file, relative_path, score_files
+from lrpseg.core.export_layout import ExportNames, export_folder_problem, mask_file, relative_path, score_files
 from lrpseg.core.image_folders import EXPORT_MARKER
 from lrpseg.core.labels import is_damaged
 from lrpseg.core.segment import score_to_uint8
@@ -135,11 +135,8 @@ class Exporter:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.root = None if root is None else Path(root)
-        if self.root is not None and self.out_dir.resolve() == self.root.resolve():
-            raise ValueError(
-                f"{self.out_dir} is the image folder itself: its masks would take the images' places; "
-                "export into another folder"
-            )
+        if problem := export_folder_problem(self.out_dir, self.root):
+            raise ValueError(problem)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.out_dir)  # left by an export that was killed mid-write
         self.overwrite = overwrite

@@ -25,6 +25,7 @@ __all__ = [
     "EVALUATION_DIR",
     "SCORES_DIR",
     "ExportNames",
+    "export_folder_problem",
     "export_masks",
     "mask_file",
     "relative_path",
@@ -93,6 +94,16 @@ class ExportNames:
             name, suffix = f"{base}_{suffix}", suffix + 1
         self._used.add(name)
         return name
+
+
+def export_folder_problem(out_dir: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> str | None:
+    """Why ``out_dir`` cannot take the export of the image folder ``root``, or None when it can.
+
+    The image folder itself cannot: its tree would put each mask in the place of its image.
+    """
+    if root is not None and Path(out_dir).resolve() == Path(root).resolve():
+        return f"{out_dir} is the image folder itself: its masks would take the images' places; export elsewhere"
+    return None
 
 
 def mask_file(out_dir: Path, name: str) -> Path:

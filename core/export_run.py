@@ -24,11 +24,18 @@ from pathlib import Path
 from lrpseg.core.cancel import CancelToken
 from lrpseg.core.corrected_masks import CorrectedMaskError, CorrectedMasks
 from lrpseg.core.export import ExportedImage, Exporter, file_sha256
-from lrpseg.core.export_layout import relative_path
+from lrpseg.core.export_layout import export_folder_problem, relative_path
 from lrpseg.core.pipeline import Analysis, Outcome
 from lrpseg.core.workflow import Workflow
 
-__all__ = ["ExportOptions", "MaskExport", "export_workflow", "model_provenance", "start_export"]
+__all__ = [
+    "ExportOptions",
+    "MaskExport",
+    "export_folder_problem",
+    "export_workflow",
+    "model_provenance",
+    "start_export",
+]
 
 
 @dataclass

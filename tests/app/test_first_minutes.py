@@ -143,6 +143,8 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
     file.write_text("x")
     assert prepare_export_folder(str(file), demo_folder) == (None, f"{file} is a file, not a folder.")
     assert prepare_export_folder("  ", demo_folder)[0] is None
+    folder, reason = prepare_export_folder(str(demo_folder), demo_folder)  # masks would take the images' places
+    assert folder is None and "is the image folder itself" in reason
     assert prepare_export_folder("rel/out", demo_folder) == (demo_folder.parent / "rel" / "out", "")
     window.commands["export"].trigger()
     again = [d for d in window.findChildren(ExportDialog) if d.isVisible()][-1]
