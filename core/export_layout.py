@@ -8,9 +8,10 @@ the suffix (``ROOT/a/x.png`` is ``a/x``), and its files are::
 
 so ``ROOT/a/x.png`` and ``ROOT/b/x.png`` get ``OUT/a/x.png`` and ``OUT/b/x.png``. An image outside the image
 folder (or exported without one) is named by its stem alone; when that name is taken, its last two parent folders
-are put in front (``a__x``). So is an image under a sub-folder called ``scores`` or ``evaluation``, which would
-land among the score maps or :command:`lrpseg evaluate`'s output. A name still taken (``x.png`` and ``x.jpg`` in
-one folder) gets ``_2``, ``_3``, ... appended.
+are put in front (``p__q__x``). An image under a top-level sub-folder called ``scores`` or ``evaluation``, which
+would land among the score maps or :command:`lrpseg evaluate`'s output, gets its folders joined into a flat name
+(``ROOT/scores/y.png`` is ``scores__y``). A name still taken (``x.png`` and ``x.jpg`` in one folder) gets ``_2``,
+``_3``, ... appended.
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ def relative_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | N
         return None
 
 
-def _tree_name(rel: str) -> str | None:
-    """The name of an image at ``rel`` under the image folder, or None when its tree cannot be kept."""
-    parts = PurePosixPath(rel).parts
-    if len(parts) > 1 and parts[0].casefold() in RESERVED_DIRS:
-        return None
-    return PurePosixPath(*parts[:-1], _short_name(PurePosixPath(rel).stem)).as_posix()
+def _tree_name(rel: str) -> str:
+    """The name of the image at ``rel`` under the image folder (its folders joined by ``__`` under a reserved
+    top-level folder, where the tree cannot be kept)."""
+    folders, stem = PurePosixPath(rel).parts[:-1], PurePosixPath(rel).stem
+    if folders and folders[0].casefold() in RESERVED_DIRS:
+        return _short_name("__".join([*folders, stem]))
+    return PurePosixPath(*folders, _short_name(stem)).as_posix()
 
 
 class ExportNames:
@@ -84,8 +86,9 @@ class ExportNames:
         """The name of ``image_path``'s files, in ``/`` form without suffix; reserved for it from now on."""
         image_path = Path(image_path)
         rel = relative_path(image_path, self.root)
-        name = None if rel is None else _tree_name(rel)
-        if name is None:
+        if rel is not None:
+            name = _tree_name(rel)
+        else:
             name = _short_name(image_path.stem)
             if name in self._used:
                 name = _short_name("__".join([*image_path.parent.parts[-2:], image_path.stem]))

@@ -149,7 +149,7 @@ def test_images_outside_the_folder_or_under_reserved_folders_get_flat_names(tmp_
     twin = exporter.add(root / "a" / "x.png", mask, probability=0.9)  # x.jpg and x.png in one folder
     assert inside.mask == "x.png" and same_stem.mask == "a/x.png" and twin.mask == "a/x_2.png"
     assert outside.mask == f"{tmp_path.name}__elsewhere__x.png"  # the existing collision rule
-    assert scores_sub.mask == "y.png" and not (out / "scores").exists()
+    assert scores_sub.mask == "scores__y.png" and not (out / "scores").exists()
 
 
 def test_exporting_into_the_image_folder_itself_is_refused(tmp_path):
