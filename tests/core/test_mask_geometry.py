@@ -58,11 +58,11 @@ def test_exported_mask_has_the_image_size_and_covers_the_planted_defect(name, mo
     assert mode == expected_mode
     explained = explain_image(model, image, mode=mode, cached=(_planted_relevance(shape, defect, mode), 0.9))
     analysis = segment_explained(explained, "simple")
-    export = MaskExport(tmp_path, {}, ExportOptions(), root=tmp_path)
+    export = MaskExport(tmp_path / "out", {}, ExportOptions(), root=tmp_path)  # never into the image folder
     record = export.export_one(Outcome(tmp_path / "image.png", analysis=analysis))
     export.finish()
 
-    mask = read_mask(tmp_path / record.mask)
+    mask = read_mask(tmp_path / "out" / record.mask)
     assert mask.shape == shape
     assert mask[defect].mean() > 0.9  # every pixel of a crack one pixel wide is found, not skipped
     near = cv2.dilate(defect.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -87,10 +87,11 @@ def test_rethresholding_the_exported_score_map_reproduces_the_mask(model, tmp_pa
     explained = explain_image(model, image, mode="tile", cached=(relevance, 0.9))
     analysis = segment_explained(explained, "bmm")
     threshold = 0.37
-    export = MaskExport(tmp_path, {}, ExportOptions(threshold=threshold), root=tmp_path)
+    out = tmp_path / "out"  # never into the image folder
+    export = MaskExport(out, {}, ExportOptions(threshold=threshold), root=tmp_path)
     record = export.export_one(Outcome(tmp_path / "image.png", analysis=analysis))
     export.finish()
-    score = np.load(tmp_path / record.scores)
+    score = np.load(out / record.scores)
     assert score.dtype == np.float32
-    np.testing.assert_array_equal(mask_from_score(score, threshold), read_mask(tmp_path / record.mask))
-    assert read_mask(tmp_path / record.mask).any()
+    np.testing.assert_array_equal(mask_from_score(score, threshold), read_mask(out / record.mask))
+    assert read_mask(out / record.mask).any()
