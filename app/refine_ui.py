@@ -8,6 +8,10 @@ slider, the histogram and the export show: the explanation's mask, or the refine
 analysis is the explanation's with the student's probability map as its score
 (:func:`lrpseg.core.student.infer.refine`), computed on the analysis service's thread.
 
+Every corrected mask of the project (:mod:`lrpseg.core.student.corrected`) is an exact target of the job,
+weighted ``DistilConfig.corrected_weight``; the status text says how many were used, and a box names those
+skipped (unreadable, or of another size than their image), whose files stay as they are.
+
 The project remembers the student (setting ``student_path``); a student made for another classifier is
 refused with the reason, and the source falls back to the explanation.
 """
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from lrpseg.app import session
 from lrpseg.core.labels import DAMAGED
+from lrpseg.core.student.corrected import corrected_targets, merge_paths
 from lrpseg.core.student.distil import DistilConfig, distil_to_file
 from lrpseg.core.student.infer import refine
 from lrpseg.core.student.store import Student, check_student_for, load_student_for
@@ -179,22 +184,33 @@ class RefineController(QObject):
             w.error("No damaged images", "Refining needs images labelled damaged: their explanations are the "
                     "targets. Press D on a few.")  # fmt: skip
             return False
+        if not w.mask_editor.flush():
+            w.error("Corrected masks not stored yet", "Saving the corrected masks takes too long; try again.")
+            return False
         config = distil_config(w.project, w.device)
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = w.root / session.MODELS_DIR / f"student-{stamp}.safetensors"
-        rels = sorted(labels)
-        paths, values, handle = [w.root / rel for rel in rels], [labels[rel] for rel in rels], w.handle
+        project, root, handle = w.project, w.root, w.handle
+        usable = [rel for rel in w.list_model.paths if rel not in w.list_model.errors]
         with handle.lock:  # a private copy: the viewer keeps explaining with the shared model meanwhile
             model = copy.deepcopy(handle.model)
 
         def work(progress, cancel):
+            corrected = corrected_targets(project, usable)  # on this thread: reads the mask files
+            rels = merge_paths(labels, corrected)
             out.parent.mkdir(parents=True, exist_ok=True)
-            student = distil_to_file(paths, values, model, handle.path, config, out, progress=progress,
-                                     cancel=cancel)  # fmt: skip
-            return out, student
+            student = distil_to_file(
+                [root / rel for rel in rels], [labels.get(rel) for rel in rels], model, handle.path, config, out,
+                exact=corrected.exact(root, config.corrected_weight),
+                summary={"corrected_masks": corrected.summary(config.corrected_weight)}, progress=progress,
+                cancel=cancel,
+            )  # fmt: skip
+            return out, student, corrected
 
+        n_corrected = len(w.mask_editor.corrected)
         self._started_at = time.monotonic()
-        jc._started(f"Refining masks: distilling a student from {len(rels)} labelled images…")
+        jc._started(f"Refining masks: distilling a student from {len(labels)} labelled images and "
+                    f"{n_corrected} corrected masks…")  # fmt: skip
         w.jobs.start(
             "refine", work, on_progress=self._progress, on_success=self._finished,
             on_failure=lambda msg: jc._failed("Refining failed", f"{msg}\n\nThe previous student is kept."),
@@ -212,7 +228,7 @@ class RefineController(QObject):
         self.window.show_status(f"Refining masks: {p.stage} {p.done}/{p.total}{loss}")
 
     def _finished(self, result) -> None:
-        out, student = result
+        out, student, corrected = result
         w = self.window
         if w.project is None or w.root is None or not Path(out).is_relative_to(w.root):
             return  # another folder was opened meanwhile
@@ -220,8 +236,13 @@ class RefineController(QObject):
         with self.lock:
             self.student, self.student_path = student, Path(out)
         s = student.training
+        if corrected.skipped:  # the box first, so the status line below stays the job's summary
+            w.error("Corrected masks skipped", "The student was trained without these corrected masks (their "
+                    "files are kept as they are):\n\n" + "\n".join(corrected.skipped))  # fmt: skip
+        skipped = f", {len(corrected.skipped)} skipped" if corrected.skipped else ""
         w.job_controller._ended(
-            f"Student ready ({s['seconds']:.0f} s, default threshold {student.threshold:.2f}); showing refined masks."
+            f"Student ready ({s['seconds']:.0f} s, {len(corrected.masks)} corrected masks as exact targets"
+            f"{skipped}, default threshold {student.threshold:.2f}); showing refined masks."
         )
         self.update_actions()
         self.source = EXPLANATION  # force the switch to refresh

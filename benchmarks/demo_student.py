@@ -39,13 +39,15 @@ from lrpseg.core.student.infer import predict_batch, student_analysis
 from lrpseg.core.train import predict_probabilities
 
 
-def _folder(root: Path) -> tuple[list[Path], list[str]]:
+def labelled_folder(root: Path) -> tuple[list[Path], list[str]]:
+    """Image paths of a demo folder (``root/images``) and their labels from the damaged/undamaged folders."""
     labels = labels_from_folders(root / "images")
     rels = sorted(labels)
     return [root / "images" / rel for rel in rels], [labels[rel] for rel in rels]
 
 
-def _score(analyses, truths) -> dict:
+def score_analyses(analyses, truths) -> dict:
+    """IoU, precision, recall (pixels pooled, the product's gating) and AP of ``analyses`` against ``truths``."""
     masks = [a.mask_at() for a in analyses]
     scores = [a.segmentation.score if a.damaged else np.zeros_like(a.segmentation.score) for a in analyses]
     m = segmentation_metrics(masks, truths)
@@ -66,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     model, meta = load_checkpoint(args.model)
-    train_paths, train_labels = _folder(args.train)
+    train_paths, train_labels = labelled_folder(args.train)
     train_images = [read_image(path) for path in train_paths]
-    test_paths, test_labels = _folder(args.test)
+    test_paths, test_labels = labelled_folder(args.test)
     damaged = [path for path, label in zip(test_paths, test_labels, strict=True) if label == "damaged"]
     test_images = [read_image(path) for path in damaged]
     truths = [read_mask(args.test / "masks" / f"{path.stem}.png") for path in damaged]
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for segmenter in args.segmenters:
         analyses = [analyse(model, image, segmenter=segmenter) for image in test_images]
-        results["lrp"][segmenter] = _score(analyses, truths)
+        results["lrp"][segmenter] = score_analyses(analyses, truths)
         print(f"LRP ours/{segmenter}: {results['lrp'][segmenter]}", flush=True)
     for segmenter in args.segmenters:
         for band in args.bands:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             def scored(round_, student, segmenter=segmenter, band=band):
                 analyses = [student_analysis(model, student, image) for image in test_images]
                 key = f"{segmenter}/band {band}/r{round_}"
-                results["students"][key] = {**_score(analyses, truths), "threshold": student.threshold}
+                results["students"][key] = {**score_analyses(analyses, truths), "threshold": student.threshold}
                 print(f"student {key}: {results['students'][key]}", flush=True)
 
             started = time.perf_counter()

@@ -28,26 +28,16 @@ from pathlib import Path
 import mt_eval
 import numpy as np
 import torch
-from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
+from lrpseg.core.checkpoint import save_checkpoint
 from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD
 from lrpseg.core.student.distil import DistilConfig
-from lrpseg.core.train import TrainConfig, fit
-from mt_data import CROP_POLICIES, eval_set, load_pairs
+from mt_data import CROP_POLICIES
 from mt_pretrain import pretrain_encoder
 from mt_report import write_report
-from mt_split import (
-    capture_groups,
-    frame_run_check,
-    group_report,
-    list_samples,
-    load_images,
-    split_groups,
-)
+from mt_stages import classifier, load_split, log, train_unet_baseline
 from mt_student import evaluate_students
-from mt_train import fit_on_device
-from unet import predict_unet, train_unet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -55,8 +45,9 @@ QUICK = {"width": 0.125, "input_size": 64, "limit": 18, "epochs": 2, "unet_epoch
          "student_epochs": 1, "student_base": 4, "student_segmenters": ["gmm"]}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+def build_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
+    """The benchmark's options (shared with ``benchmarks/mt_mixed.py``); :func:`finish_args` fills defaults."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Magnetic Tile dataset folder")
     p.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/results; --quick: temp)")
     p.add_argument("--quick", action="store_true", help=f"tiny CPU run of the whole chain: {QUICK}")
@@ -145,7 +136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="score the classifiers saved by --save-models in this folder instead of training them",
     )
     p.add_argument("--label", default=None, help="headline of the report (default: describes device/size)")
-    args = p.parse_args(argv)
+    return p
+
+
+def finish_args(args: argparse.Namespace, prefix: str = "mt_quick_") -> argparse.Namespace:
+    """Fill the defaults that depend on ``--quick`` (and on each other) into parsed arguments."""
     defaults = {"width": 1.0, "input_size": 224, "limit": None, "epochs": 100, "unet_epochs": 200, "unet_base": 32,
                 "student_epochs": 30, "student_base": 16, "student_segmenters": list(mt_eval.SEGMENTER_NAMES)}
     for key, value in defaults.items():
@@ -159,12 +154,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device is None:
         args.device = "cpu" if args.quick else "auto"
     if args.out is None:
-        args.out = Path(tempfile.mkdtemp(prefix="mt_quick_")) if args.quick else DEFAULT_OUT
+        args.out = Path(tempfile.mkdtemp(prefix=prefix)) if args.quick else DEFAULT_OUT
     return args
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return finish_args(build_parser().parse_args(argv))
 
 
 def _label(args: argparse.Namespace, device: torch.device) -> str:
@@ -176,43 +171,6 @@ def _label(args: argparse.Namespace, device: torch.device) -> str:
     if device.type == "cpu":
         return "CPU RUN: reduced configuration (see the settings below), not comparable with the paper"
     return "GPU run, full configuration" if full else "GPU run, reduced configuration (see the settings)"
-
-
-def train_head(head, args, device, trainer, train_images, train_targets, val_images, val_masks, val_targets):
-    """Train one classifier with ``core.train.fit`` or :func:`benchmarks.mt_train.fit_on_device`."""
-    config = TrainConfig(
-        head=head, width=args.width, input_size=args.input_size, epochs=args.epochs,
-        batch_size=args.batch_size, lr_fc=args.lr_fc, lr_conv=args.lr_conv, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=str(device),
-        imagenet_weights=args.imagenet_weights, init_from=args.init_from,
-        normalise="imagenet", min_epochs=0,  # the committed configuration: test crops are ImageNet-normalised
-    )  # fmt: skip
-
-    def progress(p):
-        if p.message:
-            bacc = "–" if p.val_balanced_accuracy is None else f"{p.val_balanced_accuracy:.3f}"
-            log(f"  [{head}] epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} val bal.acc {bacc}")
-
-    if trainer == "device":
-        val_batch, _, source = eval_set(val_images, val_masks, args.input_size, IMAGENET_MEAN, IMAGENET_STD)
-        return fit_on_device(train_images, train_targets, val_batch, val_targets[source], config, args.amp, progress)
-    # core.train.fit takes decoded images: validation = centre crops of the images and their mirror images
-    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in val_images] + [
-        np.ascontiguousarray(im[::-1]) for im in val_images
-    ]
-    return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress)
-
-
-def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torch.device):
-    """A classifier saved by ``--save-models`` and its training summary; refuses one of another shape."""
-    path = folder / f"magnetic_tile_{head}.safetensors"
-    model, meta = load_checkpoint(path, map_location=device)
-    if (meta["width"], meta["input_size"]) != (args.width, args.input_size):
-        raise SystemExit(
-            f"{path}: trained at width {meta['width']}, input {meta['input_size']}; "
-            f"this run asks for width {args.width}, input {args.input_size}"
-        )
-    return model, meta["training"]
 
 
 def student_config(args: argparse.Namespace, device: torch.device) -> DistilConfig:
@@ -236,34 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     log(f"Magnetic Tile benchmark on {describe_device(device)}; output {args.out}")
 
-    t = time.perf_counter()
-    samples = list_samples(args.data, limit=args.limit)
-    raw = load_images(samples)
-    classes = [s.mt_class for s in samples]
-    groups = capture_groups(raw, classes)
-    split = split_groups(groups, classes, seed=args.seed)
-    dataset = group_report(samples, groups, split)
-    dataset["frame_runs"] = frame_run_check(samples, groups)
-    timings["read + group + split"] = time.perf_counter() - t
-    log(f"{len(samples)} images, {dataset['n_groups']} capture groups; " + ", ".join(
-        f"{name}: {c['train']}/{c['val']}/{c['test']}" for name, c in dataset["classes"].items()
-    ))  # fmt: skip
-    del raw
-
-    t = time.perf_counter()
-    images, masks = load_pairs(samples, args.input_size, args.crop_policy)
-    targets = np.array([s.target for s in samples], dtype=int)
-    sets = {name: np.flatnonzero(split == name) for name in ("train", "val", "test")}
-    test_x, test_m, test_src = eval_set(
-        [images[i] for i in sets["test"]], [masks[i] for i in sets["test"]], args.input_size,
-        IMAGENET_MEAN, IMAGENET_STD,
-    )  # fmt: skip
-    test_targets = targets[sets["test"]][test_src]
-    damaged = np.flatnonzero(test_targets == 1)
-    seg_x, seg_truth = test_x[damaged], test_m[damaged]
-    timings["prepare images"] = time.perf_counter() - t
-    if len(damaged) == 0:
-        raise SystemExit("no damaged test image: raise --limit")
+    data = load_split(args, timings)
+    samples, groups, split, dataset, images, targets, sets = (
+        data.samples, data.groups, data.split, data.dataset, data.images, data.targets, data.sets)
+    test_x, test_targets, damaged, seg_x, seg_truth = (
+        data.test_x, data.test_targets, data.damaged, data.seg_x, data.seg_truth)
 
     pretraining = None
     if args.pretrain_epochs > 0 and args.load_models is None and args.init_from is None:
@@ -280,22 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     students, student_costs = {}, {}
     originals = np.arange(len(damaged) // 3)  # eval_set's order: all centre crops, then their two flips
     picks = originals[np.linspace(0, len(originals) - 1, min(8, len(originals))).round().astype(int)]
-    train_idx, val_idx = sets["train"], sets["val"]
+    train_idx = sets["train"]
     for head in args.heads:
-        t = time.perf_counter()
-        if args.load_models is not None:
-            model, summary = load_trained(args.load_models, head, args, device)
-            log(f"Loaded VGG-A {head} from {args.load_models}")
-        else:
-            log(f"Training VGG-A {head} ({trainer} trainer, {args.epochs} epochs max)")
-            result = train_head(
-                head, args, device, trainer, [images[i] for i in train_idx], targets[train_idx],
-                [images[i] for i in val_idx], [masks[i] for i in val_idx], targets[val_idx],
-            )  # fmt: skip
-            timings[f"train {head}"] = time.perf_counter() - t
-            model, summary = result.model.to(device), result.summary
-            if args.save_models:
-                save_checkpoint(args.out / f"magnetic_tile_{head}.safetensors", model, training=summary)
+        model, summary = classifier(head, args, data, device, trainer, timings)
         t = time.perf_counter()
         metrics, prob = mt_eval.classify(model, test_x, test_targets)
         classification[head] = {
@@ -335,28 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             timings[f"students {head}"] = time.perf_counter() - t
         del model
 
-    unet = None
-    if args.unet_epochs > 0:
-        t = time.perf_counter()
-        keep = train_idx if args.unet_train == "all" else train_idx[targets[train_idx] == 1]
-        val_dam = val_idx[targets[val_idx] == 1]
-        val_x, val_m, _ = eval_set(
-            [images[i] for i in val_dam], [masks[i] for i in val_dam], args.input_size, IMAGENET_MEAN, IMAGENET_STD
-        )
-        log(f"Training U-Net on {len(keep)} images ({args.unet_epochs} epochs)")
-        model, unet_summary = train_unet(
-            [images[i] for i in keep], [masks[i] for i in keep], val_x, val_m, input_size=args.input_size,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD, device=device, epochs=args.unet_epochs, base=args.unet_base,
-            batch_size=args.unet_batch_size, lr=args.unet_lr, seed=args.seed, amp=args.amp,
-            validate_every=max(1, min(5, args.unet_epochs // 10)), progress=log,
-        )  # fmt: skip
-        prob = predict_unet(model, seg_x, amp=args.amp)
-        unet = mt_eval.score_maps(list(prob), list(prob >= 0.5), seg_truth)
-        unet = {"metrics": unet["metrics"], "curve": unet["curve"], "summary": unet_summary}
-        timings["U-Net train + score"] = time.perf_counter() - t
-        m = unet["metrics"]
-        log(f"  U-Net test: IoU {m['iou']:.3f} P {m['precision']:.3f} R {m['recall']:.3f}")
-        del model
+    unet = train_unet_baseline(args, data, device, timings) if args.unet_epochs > 0 else None
 
     figures = mt_eval.plot_figures(curves, unet, seg_truth, args.out, students=students)
     timings["total"] = time.perf_counter() - started

@@ -12,7 +12,7 @@ test crops against the classifier's forward pass on the same crops.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import mt_eval
 import numpy as np
@@ -44,9 +44,13 @@ def evaluate_students(
     rule_sets: Sequence[str],
     segmenters: Sequence[str],
     config: DistilConfig,
+    exact: Mapping[int, tuple[np.ndarray, float]] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict, dict]:
     """Distil and score one student per (rule set, segmenter).
+
+    ``exact`` (training image index -> (mask, weight)) is passed on to ``distil``: masks corrected by hand, or
+    their stand-ins (``benchmarks/mt_mixed.py``).
 
     Returns
     -------
@@ -76,7 +80,7 @@ def evaluate_students(
                     f"R {m['recall']:.3f} AP {m['ap']:.3f} IoU@0.5 {m['iou_at_0.5']:.3f}")  # fmt: skip
 
             started = time.perf_counter()
-            student = distil(list(train_images), labels, model, cfg, on_round=scored)
+            student = distil(list(train_images), labels, model, cfg, exact=exact, on_round=scored)
             seconds = time.perf_counter() - started
             for key in results:
                 if key.startswith(f"{head}/{rule_set}/{segmenter}/"):

@@ -1,4 +1,5 @@
-"""Precision-recall curves drawn into a PNG with OpenCV (matplotlib is not a dependency).
+"""Precision-recall curves (and other curves in [0, 1]) drawn into a PNG with OpenCV (matplotlib is not a
+dependency).
 
 The curves come from :func:`lrpseg.core.metrics.pr_curve`; this module only draws them.
 """
@@ -11,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["plot_pr_curves"]
+__all__ = ["plot_curves", "plot_pr_curves"]
 
 _PALETTE_BGR = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
                 (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
+_REFERENCE_BGR = [(0, 0, 0), (128, 128, 128)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -67,17 +69,42 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], no_skill
     OSError
         If OpenCV cannot write the file.
     """
+    show_no_skill = no_skill is not None and bool(np.isfinite(no_skill))
+    references = {f"no skill ({no_skill:.3g})": no_skill} if show_no_skill else {}
+    return plot_curves(curves, path, x_label="Recall", y_label="Precision", references=references, size=size,
+                       title=title)  # fmt: skip
+
+
+def plot_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    *,
+    x_label: str,
+    y_label: str,
+    x_range: tuple[float, float] = (0.0, 1.0),
+    references: Mapping[str, float] | None = None,
+    markers: bool = False,
+    size: tuple[int, int] = (640, 480),
+    title: str | None = None,
+) -> Path:
+    """Draw curves ``name -> (y, x)`` with y in [0, 1] into a PNG with OpenCV (:func:`plot_pr_curves`' layout).
+
+    ``references`` are dashed horizontal lines ``label -> y``; ``markers`` draws a dot at every point (for
+    curves of a few measured points). Raises OSError if OpenCV cannot write ``path``.
+    """
     width, height = size
     img = np.full((height, width, 3), 255, np.uint8)
-    show_no_skill = no_skill is not None and bool(np.isfinite(no_skill))
-    names = ([f"no skill ({no_skill:.3g})"] if show_no_skill else []) + list(curves)
+    references = dict(references or {})
+    names = list(references) + list(curves)
     legend_w = max((cv2.getTextSize(name, _FONT, 0.45, 1)[0][0] for name in names), default=0) + 45
     left, right, top, bottom = 70, legend_w + 15, 40 if title else 20, 55
     x0, x1, y0, y1 = left, width - right, top, height - bottom
 
-    def to_px(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
-        xs = x0 + np.clip(recall, 0, 1) * (x1 - x0)
-        ys = y1 - np.clip(precision, 0, 1) * (y1 - y0)
+    lo, hi = x_range
+
+    def to_px(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xs = x0 + np.clip((x - lo) / (hi - lo), 0, 1) * (x1 - x0)
+        ys = y1 - np.clip(y, 0, 1) * (y1 - y0)
         return np.round(np.stack([xs, ys], axis=1)).astype(np.int32)
 
     for tick in np.linspace(0, 1, 6):
@@ -85,25 +112,29 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], no_skill
         py = int(round(y1 - tick * (y1 - y0)))
         cv2.line(img, (px, y0), (px, y1), (230, 230, 230), 1)
         cv2.line(img, (x0, py), (x1, py), (230, 230, 230), 1)
-        _text(img, f"{tick:.1f}", (px, y1 + 14), anchor="center")
+        x_tick = lo + tick * (hi - lo)
+        _text(img, f"{x_tick:.1f}" if hi - lo <= 1 else f"{x_tick:g}", (px, y1 + 14), anchor="center")
         _text(img, f"{tick:.1f}", (x0 - 8, py), anchor="right")
     cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
-    _text(img, "Recall", ((x0 + x1) // 2, height - 15), scale=0.55, anchor="center")
-    _vertical_text(img, "Precision", (18, (y0 + y1) // 2), scale=0.55)
+    _text(img, x_label, ((x0 + x1) // 2, height - 15), scale=0.55, anchor="center")
+    _vertical_text(img, y_label, (18, (y0 + y1) // 2), scale=0.55)
     if title:
         _text(img, title, (width // 2, 18), scale=0.55, anchor="center")
 
     legend: list[tuple[str, tuple[int, int, int], bool]] = []
-    if show_no_skill:
-        py = int(round(y1 - min(max(no_skill, 0.0), 1.0) * (y1 - y0)))
+    for i, (name, value) in enumerate(references.items()):
+        color = _REFERENCE_BGR[i % len(_REFERENCE_BGR)]
+        py = int(round(y1 - min(max(value, 0.0), 1.0) * (y1 - y0)))
         for xs in range(x0, x1, 12):
-            cv2.line(img, (xs, py), (min(xs + 6, x1), py), (0, 0, 0), 1, cv2.LINE_AA)
-        legend.append((f"no skill ({no_skill:.3g})", (0, 0, 0), True))
-    for i, (name, (precision, recall)) in enumerate(curves.items()):
+            cv2.line(img, (xs, py), (min(xs + 6, x1), py), color, 1, cv2.LINE_AA)
+        legend.append((name, color, True))
+    for i, (name, (ys, xs)) in enumerate(curves.items()):
         color = _PALETTE_BGR[i % len(_PALETTE_BGR)]
-        pts = to_px(np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64))
+        pts = to_px(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
         if len(pts):
             cv2.polylines(img, [pts[:, None, :]], False, color, 2, cv2.LINE_AA)
+        for point in pts if markers else ():
+            cv2.circle(img, (int(point[0]), int(point[1])), 4, color, -1, cv2.LINE_AA)
         legend.append((name, color, False))
 
     lx = x1 + 15

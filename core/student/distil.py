@@ -53,7 +53,8 @@ class DistilConfig:
     ``band_low`` / ``band_high``: the ignore band ``[t - band_low, t + band_high)`` around the teacher
     segmenter's threshold ``t`` (score units); ``predicted_confidence``: also use unlabelled images the
     classifier calls damaged with at least this probability (and undamaged with at most ``1 -`` it);
-    ``None`` uses labelled images only.
+    ``None`` uses labelled images only; ``corrected_weight``: the pixel weight callers give hand-corrected
+    masks passed as ``exact`` targets (:mod:`lrpseg.core.student.corrected`).
     """
 
     base: int = 16
@@ -72,6 +73,9 @@ class DistilConfig:
     self_training_rounds: int = 0
     self_training_epochs: int | None = None
     predicted_confidence: float | None = None
+    # Weight of every pixel of an exact (hand-corrected) mask, where a confident pseudo-label pixel weighs 1.
+    # Measured, not guessed: benchmarks/mixed_weight.py (benchmarks/RESULTS.md, "Mixed supervision (issue 16)").
+    corrected_weight: float = 3.0
     seed: int = 0
     device: str = "auto"
 
@@ -265,8 +269,8 @@ def distil(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     roles, n_predicted = _roles(model, images, labels, config)
-    for i in exact:
-        roles[i] = roles[i] or "exact"
+    for i in exact:  # an exact mask replaces the image's target, so its explanation is never computed
+        roles[i] = "exact"
     keep = [i for i, role in enumerate(roles) if role is not None]
     if not any(roles[i] == DAMAGED for i in keep) and not exact:
         raise ValueError("distillation needs images labelled damaged (their explanations are the targets)")
@@ -340,12 +344,14 @@ def distil_to_file(
     out_path: Path,
     *,
     exact: Mapping[Path, tuple[np.ndarray, float]] | None = None,
+    summary: Mapping[str, object] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Student:
     """Read the images, :func:`distil`, and write the student to ``out_path`` only when that succeeds.
 
-    ``exact`` maps image paths to (mask, weight) (see :func:`distil`). Unreadable images raise
+    ``exact`` maps image paths to (mask, weight) (see :func:`distil`); ``summary`` entries are added to the
+    student's training summary before it is written (e.g. ``corrected_masks``). Unreadable images raise
     :class:`lrpseg.core.images.ImageReadError` (callers filter with :func:`lrpseg.core.images.scan_folder`).
     """
     paths = [Path(p) for p in paths]
@@ -359,5 +365,6 @@ def distil_to_file(
     student = distil(images, labels, model, config, names=[p.name for p in paths], exact=exact_idx,
                      classifier_sha256=sha, progress=progress, cancel=cancel)  # fmt: skip
     student.training["classifier_path"] = str(model_path) if model_path else None
+    student.training.update(summary or {})
     save_student(Path(out_path), student)
     return student
