@@ -298,3 +298,28 @@ def test_contrastive_pretraining_changes_only_the_convolutions_it_hands_over(tmp
     config = TrainConfig(head="onefc", width=0.125, input_size=32, init_from=str(path))
     setup = prepare_training(config, np.array([0, 1]))
     assert torch.equal(setup.model.features.conv5_2.weight, encoder.features.conv5_2.weight)
+
+
+def test_mixed_stand_ins_are_nested_damaged_training_images():
+    from mt_mixed import stand_ins
+
+    targets = np.array([1, 0, 1, 1, 0, 1, 1, 0])
+    train_idx = np.array([0, 1, 2, 3, 5, 6])
+    order = stand_ins(train_idx, targets, [0, 2, 4], seed=0)
+    assert sorted(order) == [0, 2, 3, 4, 5]  # positions in the split of its damaged images, each once
+    assert all(targets[train_idx[i]] == 1 for i in order)
+    assert order == stand_ins(train_idx, targets, [0, 2, 4], seed=0)  # k = 2 is the first two of k = 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
+def test_mixed_quick_run_writes_table_plot_and_result(tmp_path):
+    from benchmarks import mt_mixed
+
+    assert mt_mixed.main(["--quick", "--ks", "0", "3", "--unet-epochs", "1", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "mt_mixed.md").read_text().strip().splitlines()
+    assert re.fullmatch(r"RESULT iou_k0=[0-9.]+ iou_k3=[0-9.]+ unet_iou=[0-9.]+ device=cpu", report[-1]), report[-1]
+    assert sum(line.startswith(("| 0 | 128n/ours/bmm/r0", "| 3 | 128n/ours/bmm/r0")) for line in report) == 2
+    run = json.loads((tmp_path / "mt_mixed.json").read_text())
+    assert [len(row["stand_ins"]) for row in run["rows"]] == [0, 3]
+    assert (tmp_path / "mt_mixed_iou.png").stat().st_size > 1000

@@ -74,7 +74,7 @@ class DistilConfig:
     self_training_epochs: int | None = None
     predicted_confidence: float | None = None
     # Weight of every pixel of an exact (hand-corrected) mask, where a confident pseudo-label pixel weighs 1.
-    # Measured, not guessed: benchmarks/mixed_weight.py (benchmarks/RESULTS.md, "Mixed supervision (issue 16)").
+    # Provisional: benchmarks/mixed_weight.py is measuring it (benchmarks/RESULTS.md, "Mixed supervision").
     corrected_weight: float = 3.0
     seed: int = 0
     device: str = "auto"

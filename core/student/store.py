@@ -204,8 +204,9 @@ def student_provenance(path: Path | None, student: Student) -> dict:
         "student": str(path) if path else None,
         "student_sha256": file_sha256(Path(path)) if path and Path(path).exists() else None,
         "student_config": student.config(),
-        "student_training": {k: training.get(k) for k in ("config", "images", "counts", "teacher_coverage",
-                                                          "threshold_method", "seconds") if k in training},
+        "student_training": {k: training.get(k) for k in ("config", "images", "counts", "corrected_masks",
+                                                          "teacher_coverage", "threshold_method", "seconds")
+                             if k in training},
     }
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from lrpseg.app import refine_ui
+from lrpseg.core.corrected_masks import CorrectedMasks
 from lrpseg.core.export import file_sha256
+from lrpseg.core.images import read_image
 from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.project import Project
+from lrpseg.core.student.distil import DistilConfig
 
 TINY = {"base": 4, "depth": 2, "epochs": 1, "batch_size": 4}
 
@@ -66,6 +71,7 @@ def test_refine_trains_a_student_and_shows_its_masks(make_window, demo_folder, s
     assert provenance["mask_source"] == "refined (student)"
     assert provenance["student_sha256"] == file_sha256(students[0])
     assert provenance["student_training"]["counts"]["background"] == 6
+    assert provenance["student_training"]["corrected_masks"]["used"] == 0  # none corrected in this project
     report = json.loads((out / "lrpseg-report.json").read_text())
     assert next(r for r in report["images"] if r["image"].endswith(rel))["threshold"] == 0.0
 
@@ -112,4 +118,39 @@ def test_a_student_of_another_classifier_is_refused(make_window, demo_folder, sl
     assert window.refined.student is None and window.refined.source == "explanation"
     assert "trained for another classifier" in window.statusBar().currentMessage()
     assert not window.refined.source_combo.model().item(1).isEnabled()
+    wait_idle(window)
+
+
+def test_refine_passes_every_corrected_mask_as_an_exact_target_and_names_the_unusable_ones(
+        make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot, wait_idle, monkeypatch):
+    good_rel, torn_rel = sorted(rel for rel in labels_from_folders(demo_folder) if rel.startswith("damaged/"))[:2]
+    good = np.zeros(read_image(demo_folder / good_rel).shape[:2], bool)
+    good[: good.shape[0] // 2] = True
+    with Project.open(demo_folder) as project:
+        store = CorrectedMasks(project)
+        store.save(good_rel, good)
+        store.save(torn_rel, ~good)
+        torn_file = store.folder / store.info(torn_rel).file
+    torn_file.write_bytes(torn_file.read_bytes()[:40])
+    torn = torn_file.read_bytes()
+    seen = {}
+    real = refine_ui.distil_to_file
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(refine_ui, "distil_to_file", spy)
+    window = _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot)
+    _refine(window, qtbot)
+    weight = DistilConfig().corrected_weight
+    assert list(seen["exact"]) == [demo_folder / good_rel]
+    mask, used_weight = seen["exact"][demo_folder / good_rel]
+    assert np.array_equal(mask, good) and used_weight == weight
+    assert "1 corrected masks as exact targets, 1 skipped" in window.statusBar().currentMessage()
+    title, message = window.last_error
+    assert title == "Corrected masks skipped" and torn_rel in message and str(torn_file) in message
+    assert torn_file.read_bytes() == torn and window.mask_editor.store.rels() == {good_rel, torn_rel}
+    summary = window.refined.student.training["corrected_masks"]
+    assert summary["used"] == 1 and summary["images"] == [good_rel] and len(summary["skipped"]) == 1
     wait_idle(window)
