@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from lrpseg.core.checkpoint import load_checkpoint
 from lrpseg.core.device import describe_device
 from lrpseg.core.evaluate import read_mask
 from lrpseg.core.images import read_image
-from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.labels import DAMAGED, labels_from_folders
 from lrpseg.core.metrics import average_precision, segmentation_metrics
 from lrpseg.core.pipeline import analyse
 from lrpseg.core.preprocess import prepare_eval
@@ -55,6 +56,30 @@ def score_analyses(analyses, truths) -> dict:
             "ap": average_precision(scores, truths)}  # fmt: skip
 
 
+@dataclass
+class DemoData:
+    """A classifier, its training folder's images and labels, and the test folder's damaged images and masks."""
+
+    model: torch.nn.Module
+    meta: dict
+    train_paths: list[Path]
+    train_labels: list[str]
+    train_images: list[np.ndarray]
+    test_images: list[np.ndarray]
+    truths: list[np.ndarray]
+
+
+def load_demo(train: Path, test: Path, model_path: Path) -> DemoData:
+    """Read the classifier and both demo folders (ground-truth masks of the test folder only, for scoring)."""
+    model, meta = load_checkpoint(model_path)
+    train_paths, train_labels = labelled_folder(train)
+    test_paths, test_labels = labelled_folder(test)
+    damaged = [path for path, label in zip(test_paths, test_labels, strict=True) if label == DAMAGED]
+    return DemoData(model, meta, train_paths, train_labels, [read_image(path) for path in train_paths],
+                    [read_image(path) for path in damaged],
+                    [read_mask(test / "masks" / f"{path.stem}.png") for path in damaged])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train", type=Path, required=True, help="demo folder the classifier was trained on")
@@ -67,13 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON of the results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, meta = load_checkpoint(args.model)
-    train_paths, train_labels = labelled_folder(args.train)
-    train_images = [read_image(path) for path in train_paths]
-    test_paths, test_labels = labelled_folder(args.test)
-    damaged = [path for path, label in zip(test_paths, test_labels, strict=True) if label == "damaged"]
-    test_images = [read_image(path) for path in damaged]
-    truths = [read_mask(args.test / "masks" / f"{path.stem}.png") for path in damaged]
+    demo = load_demo(args.train, args.test, args.model)
+    model, meta, train_images, train_labels = demo.model, demo.meta, demo.train_images, demo.train_labels
+    test_images, truths = demo.test_images, demo.truths
     results = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": describe_device(torch.device("cpu")),

@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from demo_student import labelled_folder, score_analyses
-from lrpseg.core.checkpoint import load_checkpoint
+from demo_student import load_demo, score_analyses
 from lrpseg.core.device import describe_device
 from lrpseg.core.evaluate import read_mask
-from lrpseg.core.images import read_image
 from lrpseg.core.labels import DAMAGED
 from lrpseg.core.student.distil import DistilConfig, distil
 from lrpseg.core.student.infer import student_analysis
@@ -54,13 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON of the results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, meta = load_checkpoint(args.model)
-    train_paths, train_labels = labelled_folder(args.train)
-    train_images = [read_image(path) for path in train_paths]
-    test_paths, test_labels = labelled_folder(args.test)
-    damaged = [path for path, label in zip(test_paths, test_labels, strict=True) if label == DAMAGED]
-    test_images = [read_image(path) for path in damaged]
-    truths = [read_mask(args.test / "masks" / f"{path.stem}.png") for path in damaged]
+    demo = load_demo(args.train, args.test, args.model)
+    model, meta, train_paths, train_labels = demo.model, demo.meta, demo.train_paths, demo.train_labels
+    train_images, test_images, truths = demo.train_images, demo.test_images, demo.truths
     results = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": describe_device(torch.device("cpu")),
