@@ -93,7 +93,7 @@ class JobController(QObject):
             return False
         if self.busy():
             return False
-        labels = {rel: lab for rel, lab in w.project.labels().items() if rel not in w.list_model.errors}
+        labels = {rel: lab for rel, lab in w.label_saver.queue.labels().items() if rel not in w.list_model.errors}
         problem = session.training_problem(labels)
         if problem:
             w.error("Not enough labels", problem)

@@ -18,6 +18,7 @@ from lrpseg.app.analysis import AnalysisKey, AnalysisService, ByteLRU, ModelHand
 from lrpseg.app.hints import ProjectState, next_step
 from lrpseg.app.image_list import iter_rows
 from lrpseg.app.jobs_ui import JobController
+from lrpseg.app.label_saver import LabelSaver
 from lrpseg.app.list_panel import ListPanel
 from lrpseg.app.mask_editor import MaskEditor
 from lrpseg.app.recent import recent_folders, remember_folder
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.device = resolve_device(device)
         self.project: Project | None = None
+        self.label_saver: LabelSaver | None = None  # the open project's label writes (off the GUI thread)
         self.root: Path | None = None
         self.handle: ModelHandle | None = None
         self.service: AnalysisService | None = None
@@ -198,6 +200,8 @@ class MainWindow(QMainWindow):
             return False
         self._close_project()
         self.project, self.root = project, folder
+        self.label_saver = LabelSaver(project, lambda message: self.show_status(message), self)
+        self.label_saver.written.connect(self._label_written)
         self.rule_set = session.setting(project, "rule_set", session.DEFAULT_RULE_SET,
                                         session.rule_set_choices())
         self.segmenter = session.setting(project, "segmenter", session.DEFAULT_SEGMENTER,
@@ -232,6 +236,10 @@ class MainWindow(QMainWindow):
         return True
 
     def _close_project(self) -> None:
+        if self.label_saver is not None:
+            self.label_saver.close()  # every label on disk (errors shown) before the project closes
+            self.label_saver.deleteLater()
+            self.label_saver = None
         self.thresholds.flush()
         if self.project is not None and self.current is not None:
             try:
@@ -422,8 +430,11 @@ class MainWindow(QMainWindow):
         self.advance_to_unlabelled = bool(on)
 
     def label_current(self, label: str | None) -> None:
-        """Store ``label`` (``None`` clears it) for the current image at once; move on if auto-advance."""
-        if self.project is None or self.current is None:
+        """Label the current image (``None`` clears it) and move on if auto-advance.
+
+        The list shows the new label at once; the commit runs on the label writer's thread and a failure is
+        shown when it arrives (:meth:`_label_written`)."""
+        if self.label_saver is None or self.current is None:
             return
         rel = self.current
         if label is not None and rel in self.list_model.errors:
@@ -431,11 +442,11 @@ class MainWindow(QMainWindow):
                              "be trained on.", 10000)
             return
         try:
-            self.project.set_label(rel, label)
-        except Exception as error:  # e.g. the database is locked: say so, the list keeps the stored label
+            self.label_saver.queue.set_label(rel, label)
+        except Exception as error:  # not queued (closed project): say so, the list keeps the stored label
             self.error("Label not saved", f"{rel}: {error}")
             return
-        self.list_model.set_label(rel, self.project.label(rel))
+        self.list_model.set_label(rel, self.label_saver.queue.label(rel))
         self.list_panel.update_counts()
         self.update_info(self.current_analysis())
         self.update_hint()
@@ -448,29 +459,32 @@ class MainWindow(QMainWindow):
         if self.mask_editor.tool is not None:
             self.mask_editor.undo()
         else:
-            self._history("undo", "Nothing to undo")
+            self._history("undo")
 
     def redo(self) -> None:
         """Redo the last undone label change (Ctrl+Shift+Z), or stroke with the brush or eraser in hand."""
         if self.mask_editor.tool is not None:
             self.mask_editor.redo()
         else:
-            self._history("redo", "Nothing to redo")
+            self._history("redo")
 
-    def _history(self, name: str, empty: str) -> None:
-        if self.project is None:
+    def _history(self, name: str) -> None:
+        if self.label_saver is not None:
+            getattr(self.label_saver.queue, name)()  # queued behind the label writes; shown by _label_written
+
+    def _label_written(self, write) -> None:
+        """A label write finished (:class:`~lrpseg.core.label_queue.LabelWrite`): show its error or its result."""
+        if write.error is not None:
+            title = "Label not saved" if write.kind == "set" else f"{write.kind.capitalize()} failed"
+            self.error(title, f"{write.rel}: {write.error}" if write.rel else str(write.error))
+        elif write.kind != "set" and write.rel is None:
+            self.show_status(f"Nothing to {write.kind}", 3000)
+        if write.rel is None or self.label_saver is None:
             return
-        try:
-            rel = getattr(self.project, name)()
-        except Exception as error:
-            self.error(f"{name.capitalize()} failed", str(error))
-            return
-        if rel is None:
-            self.show_status(empty, 3000)
-            return
-        self.list_model.set_label(rel, self.project.label(rel))
+        self.list_model.set_label(write.rel, self.label_saver.queue.label(write.rel))  # the label now true
         self.list_panel.update_counts()
-        self.select(rel)
+        if write.kind != "set" and write.error is None:
+            self.select(write.rel)
         self.update_info(self.current_analysis())
         self.update_hint()
 
@@ -551,5 +565,8 @@ class MainWindow(QMainWindow):
         self._close_project()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.label_saver is not None and self.label_saver.flush():
+            event.ignore()  # a label could not be saved: its error is shown; closing again quits without it
+            return
         self.shutdown()
         super().closeEvent(event)

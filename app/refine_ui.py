@@ -179,7 +179,7 @@ class RefineController(QObject):
         jc = w.job_controller
         if w.project is None or w.handle is None or jc.busy():
             return False
-        labels = {rel: lab for rel, lab in w.project.labels().items() if rel not in w.list_model.errors}
+        labels = {rel: lab for rel, lab in w.label_saver.queue.labels().items() if rel not in w.list_model.errors}
         if not any(label == DAMAGED for label in labels.values()):
             w.error("No damaged images", "Refining needs images labelled damaged: their explanations are the "
                     "targets. Press D on a few.")  # fmt: skip

@@ -20,6 +20,7 @@ from typing import Any
 
 import shiboken6
 from lrpseg.core.cancel import Cancelled, CancelToken
+from lrpseg.core.label_queue import LABEL_WRITER_THREAD
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def running_threads() -> list[str]:
     pools = [p for p in list(_POOLS) if shiboken6.isValid(p)]
     names = [t.objectName() or type(t).__name__ for t in threads if t.isRunning()]
     names += [f"pool:{p.objectName()}" for p in pools if p.activeThreadCount()]
+    names += [t.name for t in threading.enumerate() if t.name == LABEL_WRITER_THREAD]
     return names
 
 

@@ -77,7 +77,7 @@ def measure_gui(folder: Path, clicks: int) -> list[float]:
             turned = []
             start = time.perf_counter()
             QTest.keyClick(window, key)
-            QTimer.singleShot(0, lambda: turned.append(time.perf_counter()))
+            QTimer.singleShot(0, lambda turned=turned: turned.append(time.perf_counter()))
             while not turned:
                 app.processEvents()
             times.append(1000 * (turned[0] - start))

@@ -41,6 +41,7 @@ def test_undo_leaves_one_row_selected(make_window, demo_folder, qtbot):
     first = window.current
     qtbot.keyClick(view, Qt.Key.Key_D)
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    window.label_saver.flush()  # the undo's result arrives once it is written
     assert window.current == first and view.selected_paths() == [first]
 
 

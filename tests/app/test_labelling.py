@@ -33,25 +33,30 @@ def test_label_keys_auto_advance_undo_redo(make_window, demo_folder, qtbot):
     assert window.current == second
     qtbot.keyClick(view, Qt.Key.Key_U)
     assert window.current == third
-    with Project.open(demo_folder) as other:  # saved at once, visible to another reader
+    assert window.label_saver.flush() == 0  # written off the GUI thread; flush waits until they are on disk
+    with Project.open(demo_folder) as other:  # saved, visible to another reader
         assert other.label(first) == DAMAGED and other.label(second) == UNDAMAGED
     assert window.list_model.data(window.list_model.index(0, 1)) == DAMAGED
 
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    window.label_saver.flush()  # undo runs behind the queued writes; its result arrives when written
     assert window.project.label(second) is None
     assert window.current == second  # undo shows the image it touched
     ctrl_shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
     qtbot.keyClick(view, Qt.Key.Key_Z, ctrl_shift)
+    window.label_saver.flush()
     assert window.project.label(second) == UNDAMAGED
 
     window.select(first)
     qtbot.keyClick(view, Qt.Key.Key_Backspace)
+    window.label_saver.flush()
     assert window.project.label(first) is None
     assert "1 undamaged" in window.count_label.text()
 
     window.commands["advance"].setChecked(False)
     window.select(third)
     qtbot.keyClick(view, Qt.Key.Key_D)
+    window.label_saver.flush()
     assert window.current == third and window.project.label(third) == DAMAGED
 
 
