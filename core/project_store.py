@@ -2,8 +2,9 @@
 
 Durability. Every change is one transaction, committed before the writing method returns. The database runs in
 WAL mode with ``synchronous=FULL``: each commit is fsync'ed, so a label is on disk once it is set, even if the
-process is killed or the machine loses power right after (NORMAL could lose the last commits on power loss; a
-commit costs a few milliseconds either way, far below a click).
+process is killed or the machine loses power right after (NORMAL could lose the last commits on power loss). A
+commit costs the disk's fsync: ~7 ms on a local disk, hundreds of milliseconds on a slow network share
+(``benchmarks/label_commit.py``), so the GUI commits labels on a writer thread (:mod:`lrpseg.core.label_queue`).
 
 Concurrency. Each thread gets its own connection (opened on first use), so the GUI thread can label while a
 background worker stores predictions and relevance maps; SQLite serialises the writers. A writer that finds the
