@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from lrpseg.core.label_queue import LabelQueue, LabelWrite
 from lrpseg.core.project import Project
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication
 
 __all__ = ["SAVING_MESSAGE", "LabelSaver"]
@@ -65,7 +65,8 @@ class LabelSaver(QObject):
         else:
             self._status(SAVING_MESSAGE)
             QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            QApplication.processEvents()  # paint the message before blocking
+            # paint the message before blocking, without acting on clicks and keys in the middle of a close
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
             try:
                 finish()
             finally:

@@ -96,9 +96,10 @@ def test_undo_redo_behind_queued_writes(make_window, demo_folder, qtbot):
     qtbot.keyClick(view, Qt.Key.Key_U)  # labels second
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undoes second, once written
     assert window.list_model.labels == {first: DAMAGED, second: UNDAMAGED}  # the undo has not run yet
-    gate.set()
+    window.select(first)
+    gate.set()  # the results arrive through the event loop: the undo shows the image it touched
+    qtbot.waitUntil(lambda: window.current == second and window.list_model.labels == {first: DAMAGED})
     assert window.label_saver.flush() == 0
-    assert window.current == second and window.list_model.labels == {first: DAMAGED}
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     window.label_saver.flush()
