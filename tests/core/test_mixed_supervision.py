@@ -163,3 +163,18 @@ def test_corrected_targets_only_of_the_images_asked_for(project_folder):
         CorrectedMasks(project).save(DAMAGED_REL, _square((64, 64)))
         assert set(corrected_targets(project).masks) == {DAMAGED_REL}
         assert corrected_targets(project, ["undamaged/undamaged_000.png"]).masks == {}
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_labels_from_the_project(project_folder, tmp_path, capsys):
+    images, model = project_folder
+    with Project.open(images) as project:
+        project.set_labels({DAMAGED_REL: "damaged", UNDAMAGED_REL: "undamaged"})
+    out = tmp_path / "student.safetensors"
+    assert main(["distil", str(images), "--labels-from-project", "--model", str(model), "--out", str(out),
+                 *TINY]) == 0  # fmt: skip
+    assert "distilled from 1 damaged and 1 undamaged images and 0 corrected masks" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code = main(["distil", str(plain), "--labels-from-project", "--model", str(model), "--out", str(out), *TINY])
+    assert code == 1 and "has no lrpseg project" in capsys.readouterr().err
