@@ -17,7 +17,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,11 @@ class Project:
     def set_labels(self, labels: Mapping[str, str | None]) -> bool:
         """Set many labels in one transaction and one undo step (an import); returns whether any changed."""
         return self.history_store.set_labels(labels)
+
+    def set_label_steps(self, steps: Sequence[Mapping[str, str | None]]) -> list[bool]:
+        """Several label changes, each its own undo step, in one transaction (one fsync); per step whether it
+        changed anything (:class:`~lrpseg.core.label_queue.LabelQueue` writes a backlog of clicks this way)."""
+        return self.history_store.set_steps(steps)
 
     def undo(self) -> str | None:
         """Revert the latest label step that is not undone; returns its (first) image, or None."""

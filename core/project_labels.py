@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from lrpseg.core.labels import normalise_label
@@ -66,30 +66,18 @@ class LabelHistory:
 
         Labels may be synonyms (see :func:`lrpseg.core.labels.normalise_label`).
         """
-        clean = {
-            to_db_path(rel): None if value is None else normalise_label(value)
-            for rel, value in labels.items()
-        }
+        return self.set_steps([labels])[0]
+
+    def set_steps(self, steps: Sequence[Mapping[str, str | None]]) -> list[bool]:
+        """Apply several changes in order, each its own undo step, in one transaction (one fsync); per step,
+        whether it changed anything. A queue of label clicks is written this way."""
+        cleaned = [
+            {to_db_path(rel): None if value is None else normalise_label(value) for rel, value in labels.items()}
+            for labels in steps
+        ]
         now = time.time()
         with self._store.write() as conn:
-            changes = []
-            for rel, new in clean.items():
-                row = conn.execute("SELECT label FROM labels WHERE rel=?", (rel,)).fetchone()
-                old = row[0] if row else None
-                if old != new:
-                    changes.append((rel, old, new))
-            if not changes:
-                return False
-            conn.execute("DELETE FROM label_events WHERE undone=1")  # a new change drops the redo tail
-            step = conn.execute("SELECT COALESCE(MAX(step), 0) + 1 FROM label_events").fetchone()[0]
-            conn.executemany(
-                "INSERT INTO label_events (step, rel, old_label, new_label, at) VALUES (?, ?, ?, ?, ?)",
-                [(step, rel, old, new, now) for rel, old, new in changes],
-            )
-            for rel, _, new in changes:
-                _apply(conn, rel, new, now)
-            conn.execute("DELETE FROM label_events WHERE step <= ?", (step - HISTORY_LIMIT,))
-        return True
+            return [_record_step(conn, clean, now) for clean in cleaned]
 
     def step(self, undo: bool) -> str | None:
         """Revert the latest step not undone (``undo``) or re-apply the earliest undone one; its first image."""
@@ -116,6 +104,29 @@ class LabelHistory:
             (limit,),
         )
         return [LabelEvent(s, from_db_path(r), o, n, a, bool(u)) for s, r, o, n, a, u in rows]
+
+
+def _record_step(conn: sqlite3.Connection, clean: Mapping[str, str | None], now: float) -> bool:
+    """One undo step inside an open transaction: apply the changes of ``clean`` (database paths, normalised
+    labels) and record them; whether anything changed."""
+    changes = []
+    for rel, new in clean.items():
+        row = conn.execute("SELECT label FROM labels WHERE rel=?", (rel,)).fetchone()
+        old = row[0] if row else None
+        if old != new:
+            changes.append((rel, old, new))
+    if not changes:
+        return False
+    conn.execute("DELETE FROM label_events WHERE undone=1")  # a new change drops the redo tail
+    step = conn.execute("SELECT COALESCE(MAX(step), 0) + 1 FROM label_events").fetchone()[0]
+    conn.executemany(
+        "INSERT INTO label_events (step, rel, old_label, new_label, at) VALUES (?, ?, ?, ?, ?)",
+        [(step, rel, old, new, now) for rel, old, new in changes],
+    )
+    for rel, _, new in changes:
+        _apply(conn, rel, new, now)
+    conn.execute("DELETE FROM label_events WHERE step <= ?", (step - HISTORY_LIMIT,))
+    return True
 
 
 def _apply(conn: sqlite3.Connection, rel: str, label: str | None, now: float) -> None:

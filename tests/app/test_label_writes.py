@@ -20,15 +20,19 @@ def hold_label_writes(window, fail: str | None = None) -> threading.Event:
     whose writes raise, as a locked database does)."""
     project = window.project
     gate = threading.Event()
-    real_set, real_undo, real_redo = project.set_label, project.undo, project.redo
+    real_set, real_steps = project.set_label, project.set_label_steps
+    real_undo, real_redo = project.undo, project.redo
 
-    def set_label(rel, label):
-        gate.wait()
-        if rel == fail:
-            raise ProjectLockedError(f"project {project.folder} is locked by another program")
-        return real_set(rel, label)
+    def held(real, rels):
+        def write(*args):
+            gate.wait()
+            if fail in rels(*args):
+                raise ProjectLockedError(f"project {project.folder} is locked by another program")
+            return real(*args)
+        return write
 
-    project.set_label = set_label
+    project.set_label = held(real_set, lambda rel, label: {rel})
+    project.set_label_steps = held(real_steps, lambda steps: {rel for step in steps for rel in step})
     project.undo = lambda: gate.wait() and real_undo()
     project.redo = lambda: gate.wait() and real_redo()
     return gate

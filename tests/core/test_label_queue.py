@@ -27,6 +27,7 @@ class GatedProject:
         self.gate = threading.Event()
         self.fail = fail  # writes of this image raise, as a locked database would
         self.writes: list[str] = []
+        self.transactions = 0  # set_label_steps calls
 
     def __getattr__(self, name):
         return getattr(self.project, name)
@@ -40,6 +41,14 @@ class GatedProject:
         if rel == self.fail:
             raise ProjectLockedError(f"project {self.project.folder} is locked by another program")
         return self.project.set_label(rel, label)
+
+    def set_label_steps(self, steps):
+        self.gate.wait()
+        self.transactions += 1
+        self.writes += [f"set {rel}={label}" for step in steps for rel, label in step.items()]
+        if any(self.fail in step for step in steps):
+            raise ProjectLockedError(f"project {self.project.folder} is locked by another program")
+        return self.project.set_label_steps(steps)
 
     def undo(self):
         self._gated("undo")
@@ -84,11 +93,14 @@ def test_reads_see_queued_labels_and_the_last_change_wins(gated, folder):
 
     gated.gate.set()
     queue.close()
+    assert gated.transactions <= 2  # the writer held in the first, the backlog written together in a second
     assert gated.writes == ["set a.png=damaged", "set a.png=undamaged", "set b.png=damaged",
                             "set c.png=damaged", "set c.png=None"]  # in the order asked
     assert [(w.kind, w.rel, w.error) for w in done][:2] == [("set", "a.png", None), ("set", "a.png", None)]
     assert stored(folder) == {"a.png": UNDAMAGED, "b.png": DAMAGED}
     assert queue.labels() == {"a.png": UNDAMAGED, "b.png": DAMAGED}  # the store now holds what the view held
+    with Project.open(folder) as other:  # still one undo step per click
+        assert len({event.step for event in other.history()}) == 5
 
 
 def test_close_writes_everything_still_queued(gated, folder):

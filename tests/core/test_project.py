@@ -265,3 +265,16 @@ def test_newer_schema_refused_and_bad_files(folder, tmp_path_factory):
     project.close()
     with pytest.raises(ProjectError, match="closed"):
         project.labels()
+
+
+def test_label_steps_share_one_transaction_but_undo_one_by_one(folder):
+    with Project.open(folder) as project:
+        changed = project.set_label_steps([{"a.png": DAMAGED}, {"a.png": "defect"}, {"b.png": UNDAMAGED},
+                                           {"a.png": UNDAMAGED}])
+        assert changed == [True, False, True, True]  # "defect" is damaged again: no change, no step
+        assert project.labels() == {"a.png": UNDAMAGED, "b.png": UNDAMAGED}
+        assert project.undo() == "a.png" and project.label("a.png") == DAMAGED
+        assert project.undo() == "b.png" and project.undo() == "a.png" and project.labels() == {}
+        with pytest.raises(ValueError):  # one bad step refuses the whole transaction
+            project.set_label_steps([{"a.png": DAMAGED}, {"b.png": "maybe"}])
+        assert project.labels() == {}
