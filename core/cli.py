@@ -26,6 +26,7 @@ from lrpseg.core.labels import labels_from_folders, read_labels, write_labels
 from lrpseg.core.lrp import RULE_SETS, STARTS
 from lrpseg.core.models import HEADS
 from lrpseg.core.pipeline import LRP_BATCH, Outcome
+from lrpseg.core.preprocess import AUGMENTATIONS
 from lrpseg.core.project import ProjectError
 from lrpseg.core.segment import SEGMENTERS
 from lrpseg.core.train import TrainConfig
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--normalise", choices=("auto", "dataset", "imagenet"), default="auto",
                        help="input statistics: the training images' own (dataset; default from random init) or "
                        "ImageNet's (default with --imagenet or --init-from)")
+    train.add_argument("--augment", choices=AUGMENTATIONS, default=TRAIN_DEFAULTS.augment,
+                       help="paper = random crop and flips; dihedral = also transpositions, and small shifts where "
+                       f"the image leaves no room to crop (default {TRAIN_DEFAULTS.augment})")
     train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -286,6 +290,7 @@ def run_train(args) -> int:
         patience=args.patience,
         min_epochs=args.min_epochs,
         normalise=args.normalise,
+        augment=args.augment,
         seed=args.seed,
         device=args.device,
         imagenet_weights=args.imagenet,

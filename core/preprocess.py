@@ -25,7 +25,15 @@ import numpy as np
 import torch
 
 __all__ = [
-    "Placement", "prepare_eval", "prepare_train", "stitch", "tile_grid", "tiles", "to_float_rgb", "upscaled_shape"
+    "AUGMENTATIONS",
+    "Placement",
+    "prepare_eval",
+    "prepare_train",
+    "stitch",
+    "tile_grid",
+    "tiles",
+    "to_float_rgb",
+    "upscaled_shape",
 ]
 
 
@@ -192,29 +200,62 @@ def prepare_eval(
     return _normalise(crop, mean, std), placement
 
 
+AUGMENTATIONS = ("paper", "dihedral")
+"""``paper``: random S×S crop and random horizontal and vertical flips (paper §3.4). ``dihedral`` adds a random
+transposition (so all eight rotations and reflections of the square occur) and, where the upscaled image leaves
+less than S/8 of room to crop in, a random shift of up to S/16 in each direction (mirrored at the border)."""
+
+
 def prepare_train(
-    image: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float], rng: np.random.Generator
+    image: np.ndarray,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    rng: np.random.Generator,
+    augment: str = "paper",
 ) -> torch.Tensor:
-    """Training input: upscale if needed, random S×S crop, random horizontal and vertical flips.
+    """Training input: upscale if needed, random S×S crop, random flips (:data:`AUGMENTATIONS`).
 
     Parameters
     ----------
     image, input_size, mean, std
         As for :func:`prepare_eval`.
     rng : numpy.random.Generator
-        Draws the crop origin and the two flips (each with probability 0.5).
+        Draws the crop origin, the flips (each with probability 0.5) and, for ``"dihedral"``, the
+        transposition and the shift.
+    augment : {"paper", "dihedral"}
+        Which augmentation (:data:`AUGMENTATIONS`).
 
     Returns
     -------
     torch.Tensor
         float32 (3, S, S), normalised.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of {AUGMENTATIONS}")
+    if augment == "dihedral":
+        image = _with_room_to_shift(image, input_size)
     crop, _, _ = _crop_rgb(image, input_size, None, rng)
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     if rng.random() < 0.5:
         crop = crop[::-1, :]
+    if augment == "dihedral" and rng.random() < 0.5:
+        crop = crop.transpose(1, 0, 2)
     return _normalise(crop, mean, std)
+
+
+def _with_room_to_shift(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` upscaled to cover S×S and mirror-padded by S/16 on each side where it has less than S/8 room."""
+    height, width = upscaled_shape(*image.shape[:2], size)
+    margin = size // 16
+    pad_y = margin if height - size < 2 * margin else 0
+    pad_x = margin if width - size < 2 * margin else 0
+    if not (pad_y or pad_x):
+        return image
+    if (height, width) != image.shape[:2]:
+        image = cv2.resize(to_float_rgb(image), (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.copyMakeBorder(image, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_REFLECT_101)
 
 
 # ---------------------------------------------------------------------------------------------- tiling

@@ -74,6 +74,7 @@ class TrainConfig:
     init_from: str | None = None
     batch_norm: bool = False
     normalise: str = "auto"
+    augment: str = "paper"
 
 
 @dataclass
@@ -438,7 +439,8 @@ def fit(
         for step in range(steps):
             check(cancel)
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = torch.stack([prepare_train(train_images[i], config.input_size, mean, std, rng) for i in idx])
+            x = torch.stack([prepare_train(train_images[i], config.input_size, mean, std, rng, config.augment)
+                             for i in idx])
             y = torch.as_tensor(train_targets[idx], device=device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(network(x.to(device)), y)

@@ -101,6 +101,26 @@ def test_prepare_train_crops_and_flips_reproducibly():
     assert len({start for _, _, start in seen}) > 10  # crop origins vary
 
 
+def test_dihedral_augmentation_transposes_and_shifts_images_without_room():
+    """A 32² ramp at input 32 has no room to crop: dihedral shifts it (mirrored at the border) and transposes."""
+    image = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 60).astype(np.uint16)
+    steps, origins = set(), set()
+    for seed in range(120):
+        gray = np.rint(_denormalise(prepare_train(image, 32, MEAN, STD, np.random.default_rng(seed),
+                                                  "dihedral"))[..., 0] * 65535 / 60).astype(int)
+        row_step, col_step = int(gray[16, 16] - gray[15, 16]), int(gray[16, 16] - gray[16, 15])
+        assert {abs(row_step), abs(col_step)} == {1, 32}  # a window of the ramp, flipped or transposed
+        steps.add((row_step, col_step))
+        origins.add(int(gray[16, 16]))
+    assert len(steps) == 8  # all rotations and reflections of the square
+    assert len(origins) > 10  # the centre moves: shifted although the image is exactly the input size
+    paper = {int(np.rint(_denormalise(prepare_train(image, 32, MEAN, STD, np.random.default_rng(seed)))[16, 16, 0]
+                         * 65535 / 60)) for seed in range(10)}
+    assert len(paper) <= 4  # the paper's augmentation only flips such an image
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        prepare_train(image, 32, MEAN, STD, np.random.default_rng(0), "rotate")
+
+
 def test_prepare_train_upscales_small_images():
     tensor = prepare_train(np.zeros((10, 12, 3), np.uint8), 24, MEAN, STD, np.random.default_rng(1))
     assert tensor.shape == (3, 24, 24)
