@@ -83,7 +83,8 @@ def test_strokes_land_on_image_pixels_at_any_zoom_and_undo_per_stroke(make_windo
             window.commands["eraser"].trigger()
             assert editor.tool == "eraser" and not window.commands["brush"].isChecked()
         editor.set_size(size)
-        qtbot.wait(20)
+        QApplication.sendPostedEvents()  # the new view range reaches the scene before the drag maps points
+        QApplication.processEvents()
         before = viewer.displayed_mask() if masks else empty
         received = drag(viewer, path)
         expected = _expected(before, received, value, size)
