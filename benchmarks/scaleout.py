@@ -128,6 +128,7 @@ def rss_mib(pid: int) -> float:
 
 
 def worker_pids() -> list[int]:
+    """Process ids of the running Ray segment workers (Linux: their /proc command lines carry the actor's name)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

@@ -28,9 +28,9 @@ from lrpseg.core.export import PROVENANCE_NAME, REPORT_NAME
 from lrpseg.core.export_layout import export_masks
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.ray_engine import RayEngine, RayOptions, RaySetupError, worker_count
+from scaleout import worker_pids
 
 LRPSEG = str(Path(sys.executable).with_name("lrpseg"))
-WORKER_TITLE = b"SegmentWorker"
 
 
 @pytest.fixture(scope="session")
@@ -99,18 +99,6 @@ def test_ray_export_is_the_local_export_byte_for_byte(ray_cluster, data, local_e
     assert "broken.png" in capsys.readouterr().err
 
 
-def _worker_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if WORKER_TITLE in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def _wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,12 +113,12 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
     images, model = data
     out = tmp_path / "out"
     result: list[int] = []
-    earlier = set(_worker_pids())  # actors of earlier runs may still be shutting down
+    earlier = set(worker_pids())  # actors of earlier runs may still be shutting down
     run = threading.Thread(
         target=lambda: result.append(_segment(images, model, out, "--engine", "ray", "--workers", "2")), daemon=True
     )
     run.start()
-    victim = _wait_for(lambda: sorted(set(_worker_pids()) - earlier), 300, "a Ray worker of this run")[0]
+    victim = _wait_for(lambda: sorted(set(worker_pids()) - earlier), 300, "a Ray worker of this run")[0]
     _wait_for(lambda: export_masks(out) or not run.is_alive(), 300, "the first mask")
     os.kill(victim, signal.SIGKILL)
     run.join(300)
