@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from lrpseg.core.checkpoint import load_checkpoint
 from lrpseg.core.images import read_image
-from lrpseg.core.metrics import average_precision
+from lrpseg.core.metrics import SegmentationCounts, average_precision
 from lrpseg.core.pipeline import explain_image, mask_from_score
 from lrpseg.core.segment import base, bmm, gmm, segment
 
@@ -31,9 +31,9 @@ THRESHOLDS = np.linspace(0.01, 0.99, 99)
 
 def iou(masks: list[np.ndarray], truths: list[np.ndarray]) -> float:
     """Pooled (micro) IoU of the damage class."""
-    inter = sum(int((m & t).sum()) for m, t in zip(masks, truths, strict=True))
-    union = sum(int((m | t).sum()) for m, t in zip(masks, truths, strict=True))
-    return inter / union if union else float("nan")
+    counts = sum((SegmentationCounts.from_masks(m, t) for m, t in zip(masks, truths, strict=True)),
+                 SegmentationCounts())
+    return counts.iou()
 
 
 def best_single_threshold(scores: list[np.ndarray], truths: list[np.ndarray]) -> tuple[float, float]:
