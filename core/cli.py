@@ -423,11 +423,18 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         export = MaskExport(args.out, provenance, export_options, root=root)
         for path, reason in problems:
             export.export_one(Outcome(path, error=f"{path}: {reason}"))
-        if student is not None:
-            outcomes = segment_folder_student(paths, model.to(device), student, mode=args.mode)
+        complete = export.complete_images(paths)
+        todo = [path for path in paths if path not in complete]
+        if complete:
+            print(f"{len(complete)} images already have every file in {args.out}: kept, not analysed again "
+                  "(--overwrite redoes them)", file=sys.stderr)
+        if not todo:
+            outcomes = iter(())
+        elif student is not None:
+            outcomes = segment_folder_student(todo, model.to(device), student, mode=args.mode)
         elif engine is None:
             outcomes = segment_folder(
-                paths,
+                todo,
                 model,
                 rule_set=options.rule_set,
                 segmenter=options.segmenter,
@@ -438,9 +445,16 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
                 device=device,
             )
         else:
-            outcomes = engine.segment(paths, args.model, options)
-        for outcome in tqdm(outcomes, total=len(paths), unit="image", desc="segmenting", file=sys.stderr):
-            export.export_one(outcome)
+            outcomes = engine.segment(todo, args.model, options)
+        with tqdm(outcomes, total=len(todo), unit="image", desc="segmenting", file=sys.stderr) as progress:
+            outcomes = iter(progress)
+            for path in paths:  # in order: export names depend on it
+                if path in complete:
+                    export.keep_complete(path)
+                else:
+                    export.export_one(next(outcomes))
+            if next(outcomes, None) is not None:  # also lets the engine end its run
+                raise RuntimeError("the engine returned more outcomes than images")
     export.finish()
     return export
 

@@ -21,10 +21,12 @@ tree, so ``<name>`` is the image's path relative to the image folder without its
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +100,7 @@ class ExportedImage:
     error: str | None = None
     mask_source: str = "automatic"
     correction: dict | None = None
+    analysed: bool = True
 
 
 class Exporter:
@@ -190,6 +193,42 @@ class Exporter:
             return record
         if self.write_coco:
             self._add_coco(image_path, mask)
+        return record
+
+    def _files_of(self, name: str) -> list[Path]:
+        files = [mask_file(self.out_dir, name)]
+        return files + list(score_files(self.out_dir, name)) if self.write_scores else files
+
+    def complete_images(self, image_paths: Iterable[Path]) -> set[Path]:
+        """The images among ``image_paths`` whose files are all in the folder already.
+
+        Without ``overwrite`` the export keeps such files, so a rerun of an interrupted export need not analyse
+        these images again: record them with :meth:`keep_complete`. Give the images in the order they will be
+        added, before adding any (names depend on that order).
+        """
+        if self.overwrite:
+            return set()
+        names = copy.deepcopy(self.names)
+        complete = set()
+        for image_path in image_paths:
+            if all(path.exists() for path in self._files_of(names.name_for(image_path))):
+                complete.add(Path(image_path))
+        return complete
+
+    def keep_complete(self, image_path: Path) -> ExportedImage:
+        """Record an image :meth:`complete_images` found complete, without analysing it: its files are kept
+        (``analysed`` is false, so no probability), and its existing mask goes into the COCO file."""
+        image_path = Path(image_path)
+        record = ExportedImage(image=str(image_path), analysed=False)
+        self.records.append(record)
+        files = self._files_of(self.names.name_for(image_path))
+        record.kept_existing = [path.relative_to(self.out_dir).as_posix() for path in files]
+        if self.write_coco:
+            mask = cv2.imread(str(files[0]), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                record.error = f"{image_path}: its existing mask {files[0]} cannot be read"
+            else:
+                self._add_coco(image_path, mask > 127)
         return record
 
     def _write_image_files(self, name: str, mask: np.ndarray, score: np.ndarray | None, record: ExportedImage):

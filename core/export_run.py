@@ -133,6 +133,14 @@ class MaskExport:
         value = self.thresholds.get(relative_path(path, self.root))
         return float(analysis.threshold) if value is None else float(value)
 
+    def complete_images(self, paths: Sequence[Path]) -> set[Path]:
+        """The images whose files are all in the folder already (see :meth:`Exporter.complete_images`)."""
+        return self.exporter.complete_images(paths)
+
+    def keep_complete(self, path: Path) -> ExportedImage:
+        """Record a complete image without analysing it (:meth:`Exporter.keep_complete`)."""
+        return self.exporter.keep_complete(path)
+
     def export_one(self, outcome: Outcome) -> ExportedImage:
         """Write one image's mask (and score map), or record its error; the export goes on either way."""
         path = Path(outcome.path)

@@ -75,3 +75,44 @@ def test_segment_threshold_outside_0_1_gives_exit_1(tmp_path, capsys):
     code = main(["segment", str(tmp_path), "--model", str(tmp_path / "m.safetensors"), "--out",
                  str(tmp_path / "o"), "--threshold", "1.5"])
     assert code == 1 and "threshold" in capsys.readouterr().err
+
+
+def test_segment_rerun_analyses_only_the_images_whose_files_are_missing(tmp_path, capsys, monkeypatch):
+    import json
+
+    import torch
+    from lrpseg.core import batched
+    from lrpseg.core.checkpoint import save_checkpoint
+    from lrpseg.core.export import COCO_NAME, REPORT_NAME
+    from lrpseg.core.export_layout import export_masks
+    from lrpseg.core.models import build_vgg_a
+
+    main(["demo", str(tmp_path / "d"), "--damaged", "3", "--undamaged", "3", "--size", "64"])
+    images, out = tmp_path / "d" / "images", tmp_path / "out"
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.safetensors", build_vgg_a("128n", width=0.125, input_size=64))
+    command = ["segment", str(images), "--model", str(tmp_path / "m.safetensors"), "--out", str(out), "--coco"]
+    assert main(command) == 0
+    first = {name: path.read_bytes() for name, path in export_masks(out).items()}
+    coco = json.loads((out / COCO_NAME).read_text())
+    removed = sorted(first)[:2]
+    for name in removed:
+        export_masks(out)[name].unlink()
+    analysed = []
+    original = batched.segment_files
+
+    def spy(paths, *args, **kwargs):
+        paths = list(paths)
+        analysed.extend(paths)
+        return original(paths, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "segment_files", spy)
+    assert main(command) == 0
+    assert "4 images already have every file" in capsys.readouterr().err
+    assert sorted(p.relative_to(images).with_suffix("").as_posix() for p in analysed) == removed
+    assert {name: path.read_bytes() for name, path in export_masks(out).items()} == first
+    report = json.loads((out / REPORT_NAME).read_text())
+    assert report["summary"]["masks_written"] == 2  # their score maps were there: kept too
+    assert sorted(r["mask"][: -len(".png")] for r in report["images"] if r["analysed"]) == removed
+    assert all(r["mask"] is None and r["kept_existing"] for r in report["images"] if not r["analysed"])
+    assert json.loads((out / COCO_NAME).read_text()) == coco  # kept masks are read back into the COCO file

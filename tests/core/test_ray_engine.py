@@ -128,8 +128,9 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
-    ray_cluster, data, local_export, tmp_path
+    ray_cluster, data, local_export, tmp_path, stop
 ):
     images, model = data
     out = tmp_path / "out"
@@ -140,8 +141,9 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     try:
         _wait_for(lambda: len(export_masks(out)) >= 3 or driver.poll() is not None, 180, "three masks")
     finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(60)
+        driver.send_signal(stop)
+        code = driver.wait(60)
+    assert code == (130 if stop == signal.SIGINT else -signal.SIGKILL), f"driver ended with {code}"
     before = {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in export_masks(out).values()}
     total = len(export_masks(local_export))
     assert 3 <= len(before) < total, "the driver was killed after the run had finished; nothing was interrupted"
@@ -157,6 +159,9 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     assert local.keys() == remote.keys() and all(local[name] == remote[name] for name in local)
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["summary"]["masks_written"] == total - len(before)
+    kept = {Path(r["image"]).relative_to(images).with_suffix("") for r in report["images"] if not r["analysed"]}
+    kept = {path.as_posix() for path in kept}
+    assert kept == {Path(name).with_suffix("").as_posix() for name in before}, "the rerun analysed finished images"
 
 
 def test_a_worker_that_cannot_see_the_images_stops_the_run_naming_host_and_folder(ray_cluster, data, tmp_path):
