@@ -4,9 +4,12 @@ Per image, :func:`core.pipeline.analyse` runs LRP on a batch of one and leaves t
 segments and writes. Here a folder flows through three stages that run at once:
 
 1. decode + prepare (a thread pool): read the file, cut it into network inputs (:func:`prepare_image`);
-2. LRP (one thread): the inputs of consecutive files are packed into full batches of ``batch_size`` windows
-   (a tiled image may span batches; the last batch is padded), so every map comes from a full batch and is
-   the same whichever files share it;
+2. LRP: the inputs of consecutive files are packed into full batches of ``batch_size`` windows (a tiled
+   image may span batches; the last batch is padded), so every map comes from a full batch and is the same
+   whichever files share it. On the CPU, batches run in parallel streams, one per usable CPU, each on its
+   own copy of the model with one torch thread: on the 2-core development box two such streams explain more
+   images per second than one stream with two threads, and leave the segmenter room between them
+   (``benchmarks/scaleout.py``);
 3. segment (a thread pool): fit the segmenter and map scores back to each file's pixel grid.
 
 Outcomes come back in input order, while the caller writes the previous ones. Every stage holds a bounded
@@ -16,6 +19,8 @@ stages on their share of the files.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import queue
 import threading
@@ -150,43 +155,76 @@ def _decode(model: VGGA, mode: str, path: Path) -> _File:
         return _File(path, error=_error_text(path, error))
 
 
-def _explain_files(model: VGGA, files: Iterable[_File], options: SegmentOptions, device: torch.device) -> Iterator:
-    """Pack the windows of consecutive files into full LRP batches; yield each file once all its windows are
-    explained (in input order)."""
-    waiting: deque[_File] = deque()
-    windows: list[tuple[_File, torch.Tensor]] = []
+def _explain_batch(
+    models: queue.Queue, batch: list[tuple[_File, torch.Tensor]], options: SegmentOptions, device: torch.device
+) -> tuple[np.ndarray, np.ndarray] | Exception:
+    """Relevance and probabilities of one batch on a model no other stream holds (LRP hooks into the model)."""
+    tensor = torch.stack([window for _, window in batch]).to(device)
+    model = models.get()
+    try:
+        return explain_windows(
+            model, tensor, options.rule_set, options.maxpool, options.start, options.batch_size, pad=True
+        )
+    except FILE_ERRORS as error:
+        return error
+    finally:
+        models.put(model)
 
-    def run(batch: list[tuple[_File, torch.Tensor]]) -> None:
-        tensor = torch.stack([window for _, window in batch]).to(device)
-        try:
-            relevance, probability = explain_windows(
-                model, tensor, options.rule_set, options.maxpool, options.start, options.batch_size, pad=True
-            )
-        except FILE_ERRORS as error:
-            for file, _ in batch:
-                file.error = file.error or _error_text(file.path, error)
-            return
-        for (file, _), map_, p in zip(batch, relevance, probability, strict=True):
-            file.relevance.append(map_)
-            file.probability.append(p)
+
+def _explain_files(
+    models: queue.Queue, files: Iterable[_File], options: SegmentOptions, device: torch.device, pool: Executor
+) -> Iterator[_File]:
+    """Pack the windows of consecutive files into full LRP batches, explained on ``pool``; yield each file once
+    all its windows are explained (in input order)."""
+    waiting: deque[_File] = deque()
+
+    def batches() -> Iterator[list[tuple[_File, torch.Tensor]]]:
+        windows: list[tuple[_File, torch.Tensor]] = []
+        for file in files:
+            if file.prepared is not None:
+                file.relevance, file.probability, file.windows = [], [], len(file.prepared.windows)
+                windows.extend((file, window) for window in file.prepared.windows)
+                file.prepared.windows = None  # the batches hold them now; free memory as batches run
+            waiting.append(file)
+            while len(windows) >= options.batch_size:
+                yield windows[: options.batch_size]
+                del windows[: options.batch_size]
+        if windows:
+            yield windows
 
     def finished() -> Iterator[_File]:
         while waiting and (waiting[0].error or len(waiting[0].relevance) == waiting[0].windows):
             yield waiting.popleft()
 
-    for file in files:
-        if file.prepared is not None:
-            file.relevance, file.probability, file.windows = [], [], len(file.prepared.windows)
-            windows.extend((file, window) for window in file.prepared.windows)
-            file.prepared.windows = None  # the stacked batch holds them now; free memory as batches run
-        waiting.append(file)
-        while len(windows) >= options.batch_size:
-            run(windows[: options.batch_size])
-            del windows[: options.batch_size]
+    def explained(batch):
+        return batch, _explain_batch(models, batch, options, device)
+
+    for batch, result in ordered_map(explained, batches(), pool, lookahead=models.maxsize):
+        if isinstance(result, Exception):
+            for file, _ in batch:
+                file.error = file.error or _error_text(file.path, result)
+        else:
+            for (file, _), map_, p in zip(batch, *result, strict=True):
+                file.relevance.append(map_)
+                file.probability.append(p)
         yield from finished()
-    if windows:
-        run(windows)
     yield from finished()
+
+
+def lrp_streams(device: torch.device, threads: int) -> int:
+    """How many LRP batches run at once: ``threads`` on the CPU (at most torch's thread count), one on a GPU."""
+    return 1 if device.type != "cpu" else max(1, min(threads, torch.get_num_threads()))
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count (process-wide) set to ``count`` for the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _segment(options: SegmentOptions, file: _File) -> Outcome:
@@ -226,9 +264,19 @@ def segment_files(
             check(cancel)
             yield path
 
-    with ThreadPoolExecutor(threads, "lrpseg-decode") as decoders, ThreadPoolExecutor(threads, "lrpseg-seg") as segs:
+    streams = lrp_streams(device, threads)
+    models: queue.Queue = queue.Queue(maxsize=streams)
+    models.put(model)
+    for _ in range(streams - 1):
+        models.put(copy.deepcopy(model))
+    with (
+        _torch_threads(max(1, torch.get_num_threads() // streams)),
+        ThreadPoolExecutor(threads, "lrpseg-decode") as decoders,
+        ThreadPoolExecutor(streams, "lrpseg-lrp") as explainers,
+        ThreadPoolExecutor(threads, "lrpseg-seg") as segs,
+    ):
         decoded = ordered_map(lambda path: _decode(model, options.mode, path), checked(paths), decoders, lookahead)
-        explained = _explain_files(model, decoded, options, device)
+        explained = _explain_files(models, decoded, options, device, explainers)
         yield from ordered_map(lambda file: _segment(options, file), explained, segs, lookahead)
 
 

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from lrpseg.core.batched import segment_folder
+from lrpseg.core.batched import SegmentOptions, segment_files, segment_folder
 from lrpseg.core.demo import make_sample
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.pipeline import (
@@ -77,6 +77,31 @@ def test_segment_folder_reports_bad_files_and_goes_on(model, tmp_path):
     assert outcomes[0].analysis is None and "bad.png" in outcomes[0].error
     assert outcomes[1].error is None and outcomes[1].analysis.relevance.shape == (32, 32)
     assert [s[:2] for s in seen] == [(1, 2), (2, 2)]
+
+
+def test_parallel_lrp_streams_give_the_maps_of_one_stream_and_restore_torch_threads(model, tmp_path):
+    shapes = [(32, 32), (30, 40), (32, 100), (32, 32), (20, 100), (32, 32), (40, 36)]
+    paths = []
+    for index, shape in enumerate(shapes):
+        paths.append(tmp_path / f"img{index}.png")
+        cv2.imwrite(str(paths[-1]), _image(*shape, seed=index))
+    paths.insert(3, tmp_path / "missing.png")
+    options = SegmentOptions(segmenter="simple", batch_size=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = list(segment_files(paths, model, options, threads=1))
+        two = list(segment_files(paths, model, options, threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert [o.path for o in two] == paths
+    assert "missing.png" in two[3].error and two[3].analysis is None
+    for a, b in zip(one, two, strict=True):
+        if a.analysis is not None:
+            np.testing.assert_array_equal(a.analysis.relevance, b.analysis.relevance)
+            np.testing.assert_array_equal(a.analysis.mask_at(), b.analysis.mask_at())
+            assert a.analysis.probability == b.analysis.probability
 
 
 def test_elongated_images_are_refused_instead_of_tiled_forever(model):
