@@ -45,6 +45,7 @@ turning point. Default threshold 0.5.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,11 @@ def beta_from_moments(mean: float, var: float) -> tuple[float, float]:
     var = min(max(var, _MIN_VAR, limit / (_MAX_CONCENTRATION + 1.0)), limit * (1.0 - 1e-9))
     concentration = limit / var - 1.0
     return mean * concentration, (1.0 - mean) * concentration
+
+
+def _betaln(a: float, b: float) -> float:
+    """ln B(a, b) of two scalars (``scipy.special.betaln`` costs more per call than the whole formula)."""
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
 def _moments(count: float, total: float, total_sq: float) -> tuple[float, float]:
@@ -145,20 +151,21 @@ def fit_bmm(y: np.ndarray, max_iter: int = 100, tol: float = 1e-4) -> dict[str, 
         iterations = iteration
         damage_mean = a1 / (a1 + b1)
         q90 = float(betaincinv(a0, b0, BACKGROUND_QUANTILE))
-        hi = int(np.searchsorted(ys, damage_mean, side="right"))  # ys[hi:] > damage mean: damage
-        lo = min(int(np.searchsorted(ys, q90, side="right")), hi)  # ys[:lo] <= q90: background
+        hi = int(ys.searchsorted(damage_mean, side="right"))  # ys[hi:] > damage mean: damage
+        lo = min(int(ys.searchsorted(q90, side="right")), hi)  # ys[:lo] <= q90: background
         band = slice(lo, hi)
-        log_ratio = (a1 - a0) * log_y[band] + (b1 - b0) * log_1my[band] + (betaln(a0, b0) - betaln(a1, b1))
-        prior = np.log(max(pi1, _TINY) / max(pi0, _TINY))
-        w1 = expit(log_ratio + prior)
-        s1 = min(max((n - hi) + float(w1.sum()), _TINY), n - _TINY)
+        # In place: this loop runs up to max_iter times per map, and its temporaries were most of its cost.
+        w1 = log_y[band] * (a1 - a0)
+        w1 += log_1my[band] * (b1 - b0)
+        w1 += _betaln(a0, b0) - _betaln(a1, b1) + math.log(max(pi1, _TINY) / max(pi0, _TINY))
+        expit(w1, out=w1)
+        w1_sum = float(w1.sum())
+        s1 = min(max((n - hi) + w1_sum, _TINY), n - _TINY)
         s0 = n - s1
         pi0, pi1 = s0 / n, s1 / n
         yb = ys[band]
         # einsum, not BLAS dot: threaded BLAS stalls for milliseconds per call on a busy CPU.
-        w1_y = w1 * yb
-        w1_sum, w1_yy = float(w1.sum()), float(np.einsum("i,i", w1_y, yb))
-        w1_y = float(w1_y.sum())
+        w1_y, w1_yy = float(np.einsum("i,i", w1, yb)), float(np.einsum("i,i,i", w1, yb, yb))
         n1, t1, q1 = (n - hi) + w1_sum, csum[n] - csum[hi] + w1_y, csum_sq[n] - csum_sq[hi] + w1_yy
         n0, t0, q0 = hi - w1_sum, csum[hi] - w1_y, csum_sq[hi] - w1_yy
         new = (*beta_from_moments(*_moments(max(n0, _TINY), t0, q0)),
