@@ -3,7 +3,8 @@
 On the same generated demo images (128² px by default, a third damaged) and the same slim model (width 0.25,
 random weights: LRP costs the same whatever the weights), one process measures:
 
-1. ``lrp``: LRP alone on pre-decoded, normalised crops, batches of 8 (the floor every engine is held to);
+1. ``lrp``: LRP alone on pre-decoded, normalised crops, batches of 8 (the floor every engine is held to); it
+   alternates with ``local`` (``--rounds`` times), and the local engine is held to the floors measured around it;
 2. ``analyse``: ``core.pipeline.analyse`` per image on decoded images (the old per-image path);
 3. ``local``: ``lrpseg segment`` end to end (``cli.main`` in this process: scan, decode, LRP, segment, write);
 4. ``local-1t``: the same with one torch thread (what one Ray worker gets);
@@ -11,9 +12,10 @@ random weights: LRP costs the same whatever the weights), one process measures:
 
 Throughput "after start-up" counts from the first written image to the last ((N-1) / time), so imports, model
 loading and actor start-up are left out; the total wall time including them is printed beside it. The per-image
-overhead Ray adds is 1/rate(ray-1) - 1/rate(local-1t). ``--endurance N`` then runs Ray with 2 workers over N
-images and samples resident memory (driver, and driver plus workers) every half second. With a CUDA GPU the
-script also measures LRP at batch 64 on it.
+overhead Ray adds is 1/rate(ray-1) - 1/rate(local-1t); the driver's export time per image (median of
+``MaskExport.export_one`` calls) bounds what one driver can take from any number of workers. ``--endurance N``
+then runs Ray with 2 workers over N images and samples resident memory (driver, and driver plus workers) every
+half second. With a CUDA GPU the script also measures LRP at batch 64 on it.
 
 Usage::
 
@@ -83,18 +85,22 @@ def analyse_rate(model, paths: list[Path]) -> float:
 
 
 class Stamps:
-    """Times at which the export wrote each image (wraps ``MaskExport.export_one`` for one run)."""
+    """Times at which the export wrote each image, and how long each write took (wraps
+    ``MaskExport.export_one`` for one run)."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.write_s: list[float] = []
         self._original = MaskExport.export_one
 
     def __enter__(self) -> Stamps:
         original = self._original
 
         def export_one(export, outcome):
+            start = time.perf_counter()
             record = original(export, outcome)
             self.times.append(time.perf_counter())
+            self.write_s.append(self.times[-1] - start)
             return record
 
         MaskExport.export_one = export_one
@@ -113,7 +119,8 @@ def run_cli(images: Path, model: Path, out: Path, *extra: str) -> dict:
         raise SystemExit(f"lrpseg segment {' '.join(extra)} failed with {code}")
     times = stamps.times
     steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
-    return {"total_s": time.perf_counter() - start, "rate": steady, "first_s": times[0] - start}
+    write_ms = 1000 * float(np.median(stamps.write_s))
+    return {"total_s": time.perf_counter() - start, "rate": steady, "first_s": times[0] - start, "write_ms": write_ms}
 
 
 def rss_mib(pid: int) -> float:
@@ -194,6 +201,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--endurance", type=int, default=2000, help="images of the memory run (0: skip)")
+    parser.add_argument("--rounds", type=int, default=3, help="local engine runs, each between two floor runs")
     args = parser.parse_args()
     import ray
 
@@ -207,9 +215,20 @@ def main() -> None:
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), ray {ray.__version__}; "
           f"{args.images} images of {args.size}² px, slim model", flush=True)
 
-    rates = {"lrp": lrp_floor(model, paths), "analyse": analyse_rate(model, paths)}
-    print(f"lrp floor {rates['lrp']:.1f} images/s, analyse per image {rates['analyse']:.1f} images/s", flush=True)
-    runs = {"local": run_cli(work / "images", model_path, work / "out-local")}
+    # Two torch threads on two cores swing by half from one LRP run to the next on this box, so the floor and
+    # the local engine alternate, and each engine run is held to the mean of the floors measured around it.
+    floors, locals_ = [lrp_floor(model, paths)], []
+    for _ in range(args.rounds):
+        locals_.append(run_cli(work / "images", model_path, work / "out-local"))
+        floors.append(lrp_floor(model, paths))
+    around = [(before + after) / 2 for before, after in zip(floors, floors[1:], strict=False)]
+    ratios = [run["rate"] / floor for run, floor in zip(locals_, around, strict=True)]
+    print("lrp floor " + " ".join(f"{f:.1f}" for f in floors) + "; local " + " ".join(
+        f"{run['rate']:.1f}" for run in locals_) + "; ratios " + " ".join(f"{r:.2f}" for r in ratios), flush=True)
+    median = int(np.argsort(ratios)[len(ratios) // 2])
+    rates = {"lrp": around[median], "analyse": analyse_rate(model, paths)}
+    print(f"analyse per image {rates['analyse']:.1f} images/s", flush=True)
+    runs = {"local": locals_[median]}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     runs["local-1t"] = run_cli(work / "images", model_path, work / "out-local-1t")
@@ -224,14 +243,18 @@ def main() -> None:
         )
     rates.update({name: run["rate"] for name, run in runs.items()})
     print(f"ray.init: {ray_start:.1f} s")
-    print(f"{'engine':10} {'images/s':>9} {'of LRP':>7} {'total s':>8} {'1st image s':>12}")
+    print(f"{'engine':10} {'images/s':>9} {'of LRP':>7} {'total s':>8} {'1st image s':>12}  (local: median round)")
     for name, rate in rates.items():
         run = runs.get(name, {})
         total, first = (f"{run['total_s']:8.1f}", f"{run['first_s']:12.1f}") if run else (" " * 8, " " * 12)
         print(f"{name:10} {rate:9.1f} {rate / rates['lrp']:7.2f} {total} {first}")
     overhead_ms = 1000 * (1 / rates["ray-1"] - 1 / rates["local-1t"])
     print(f"Ray's overhead per image (ray-1 against local-1t): {overhead_ms:.1f} ms")
+    write_ms = runs["ray-2"]["write_ms"]
+    print(f"the driver's export per image (median, Ray 2 workers): {write_ms:.2f} ms, so at most "
+          f"{1000 / write_ms:.0f} images/s from one driver however many workers")
     result = {name: round(rate, 1) for name, rate in rates.items()} | {"ray_overhead_ms": round(overhead_ms, 1)}
+    result |= {"local_of_floor": round(ratios[median], 2), "write_ms": round(write_ms, 2)}
     gpu = gpu_lrp(model_path, args.size)
     print("GPU LRP at batch 64: " + ("no CUDA GPU here" if gpu is None else f"{gpu:.0f} images/s"))
     if gpu is not None:
