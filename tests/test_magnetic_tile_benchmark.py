@@ -323,3 +323,17 @@ def test_mixed_quick_run_writes_table_plot_and_result(tmp_path):
     run = json.loads((tmp_path / "mt_mixed.json").read_text())
     assert [len(row["stand_ins"]) for row in run["rows"]] == [0, 3]
     assert (tmp_path / "mt_mixed_iou.png").stat().st_size > 1000
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
+def test_train_reliability_runs_the_magnetic_tile_half_and_judges_it_by_the_head_bar(tmp_path, capsys):
+    import train_reliability
+
+    out = tmp_path / "runs.json"
+    args = ["--data", "mt", "--mt-quick", "--seeds", "1", "--heads", "onefc", "--threads", "1", "--json", str(out)]
+    assert train_reliability.main(args) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["data"] == "mt-quick" and row["head"] == "onefc"
+    assert 0.0 <= row["iou"] <= 1.0 and 0.5 <= row["median_confidence"] <= 1.0
+    assert row["failed"] == (row["balanced_accuracy"] < train_reliability.MT_BEST["onefc"] - 0.05)
+    assert capsys.readouterr().out.splitlines()[-1] == f"RESULT runs=1 failed={int(row['failed'])}"
