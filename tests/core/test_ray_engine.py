@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,27 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
     assert not list(out.rglob(".*.tmp"))
 
 
+def _interrupted_run(command: list, env: dict, out: Path, stop: signal.Signals, total: int, attempts: int = 3) -> int:
+    """Start the driver and send it ``stop`` once it has written a mask; return its exit code.
+
+    A driver that writes its last masks before the signal lands (on a loaded machine they can come in one burst)
+    interrupted nothing, so it runs again on a fresh folder.
+    """
+    for _ in range(attempts):
+        shutil.rmtree(out, ignore_errors=True)
+        driver = subprocess.Popen(list(map(str, command)), env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            _wait_for(lambda d=driver: export_masks(out) or d.poll() is not None, 180, "a first mask")
+        finally:
+            if driver.poll() is None:
+                driver.send_signal(stop)
+            code = driver.wait(60)
+        if len(export_masks(out)) < total:
+            return code
+    raise AssertionError(f"the driver finished all {attempts} runs before {stop.name} could interrupt it")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     ray_cluster, data, local_export, tmp_path, stop
@@ -137,16 +159,12 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     command = [LRPSEG, "segment", images, "--model", model, "--out", out, "--batch-size", "2"]
     command += ["--engine", "ray", "--address", ray_cluster, "--workers", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    driver = subprocess.Popen(list(map(str, command)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(lambda: len(export_masks(out)) >= 3 or driver.poll() is not None, 180, "three masks")
-    finally:
-        driver.send_signal(stop)
-        code = driver.wait(60)
+    total = len(export_masks(local_export))
+    code = _interrupted_run(command, env, out, stop, total)
     assert code == (130 if stop == signal.SIGINT else -signal.SIGKILL), f"driver ended with {code}"
     before = {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in export_masks(out).values()}
-    total = len(export_masks(local_export))
-    assert 3 <= len(before) < total, "the driver was killed after the run had finished; nothing was interrupted"
+    files_before = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert 1 <= len(before) < total
     complete = _files(local_export)
     assert all(content == complete[name] for name, (content, _) in before.items()), "a half-written mask"
     again = subprocess.run(list(map(str, command)), env=env, capture_output=True, text=True, timeout=300)
@@ -159,9 +177,12 @@ def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
     assert local.keys() == remote.keys() and all(local[name] == remote[name] for name in local)
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["summary"]["masks_written"] == total - len(before)
+    # Images whose mask and score files were all there are kept unanalysed; one stopped between its mask and its
+    # score files is analysed again (its mask kept).
+    stems = {name.removesuffix(".png") for name in before}
+    finished = {stem for stem in stems if {f"scores/{stem}.npy", f"scores/{stem}.png"} <= files_before}
     kept = {Path(r["image"]).relative_to(images).with_suffix("") for r in report["images"] if not r["analysed"]}
-    kept = {path.as_posix() for path in kept}
-    assert kept == {Path(name).with_suffix("").as_posix() for name in before}, "the rerun analysed finished images"
+    assert {path.as_posix() for path in kept} == finished, "the rerun analysed finished images, or skipped others"
 
 
 def test_a_worker_that_cannot_see_the_images_stops_the_run_naming_host_and_folder(ray_cluster, data, tmp_path):
