@@ -66,14 +66,20 @@ def classify(model: torch.nn.Module, batch: torch.Tensor, targets: np.ndarray) -
 
 
 def relevance_maps(
-    model: torch.nn.Module, batch: torch.Tensor, rule_set: str, maxpool: str = "wta", batch_size: int = 32
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    rule_set: str,
+    maxpool: str = "wta",
+    batch_size: int = 32,
+    start: str = "logodds",
 ) -> np.ndarray:
-    """LRP relevance of the "damaged" logit, (N, S, S) float32, computed batch by batch on the model's device."""
+    """LRP relevance of the "damaged" decision from ``start``, (N, S, S) float32, computed batch by batch on the
+    model's device."""
     device = next(model.parameters()).device
     out = []
-    for start in range(0, len(batch), batch_size):
-        chunk = batch[start : start + batch_size].to(device)
-        out.append(explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool).relevance)
+    for first in range(0, len(batch), batch_size):
+        chunk = batch[first : first + batch_size].to(device)
+        out.append(explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool, start=start).relevance)
     return np.concatenate(out).astype(np.float32)
 
 

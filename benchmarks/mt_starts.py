@@ -13,22 +13,12 @@ Usage::
 from __future__ import annotations
 
 import mt_eval
-import numpy as np
 from lrpseg.core.device import resolve_device
-from lrpseg.core.lrp import explain
 from lrpseg.core.lrp.explain import STARTS
 from magnetic_tile import build_parser, finish_args
 from mt_stages import load_split, load_trained, log
 
 HEAD = "128n"
-
-
-def relevance(model, batch, rule_set: str, start: str, batch_size: int) -> np.ndarray:
-    """LRP relevance of the "damaged" decision from ``start``, (N, S, S) float32."""
-    device = next(model.parameters()).device
-    maps = [explain(model, batch[i : i + batch_size].to(device), target=1, rule_set=rule_set, start=start).relevance
-            for i in range(0, len(batch), batch_size)]  # fmt: skip
-    return np.concatenate(maps).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for rule_set in args.rule_sets:
         for start in STARTS:
-            maps = relevance(model, data.seg_x, rule_set, start, args.lrp_batch)
+            maps = mt_eval.relevance_maps(model, data.seg_x, rule_set, args.maxpool, args.lrp_batch, start)
             for method in mt_eval.SEGMENTER_NAMES:
                 scores, masks = mt_eval.segment_all(maps, method, args.seed)
                 m = mt_eval.score_maps(scores, masks, data.seg_truth, gate)["metrics"]
