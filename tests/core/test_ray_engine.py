@@ -129,6 +129,15 @@ def test_a_killed_worker_is_replaced_and_every_mask_is_written(ray_cluster, data
     assert not list(out.rglob(".*.tmp"))
 
 
+def _as_from_a_terminal() -> None:
+    """Give the driver the SIGINT disposition of a command typed in a terminal.
+
+    A shell starts background jobs with SIGINT ignored and children inherit that; Python then installs no
+    KeyboardInterrupt handler, so a test run from a background job (as CI may be) would send Ctrl+C into nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_run(command: list, env: dict, out: Path, stop: signal.Signals, total: int, attempts: int = 3) -> int:
     """Start the driver and send it ``stop`` once it has written a mask; return its exit code.
 
@@ -138,7 +147,7 @@ def _interrupted_run(command: list, env: dict, out: Path, stop: signal.Signals, 
     for _ in range(attempts):
         shutil.rmtree(out, ignore_errors=True)
         driver = subprocess.Popen(list(map(str, command)), env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)  # fmt: skip
+                                  stderr=subprocess.DEVNULL, preexec_fn=_as_from_a_terminal)  # fmt: skip
         try:
             _wait_for(lambda d=driver: export_masks(out) or d.poll() is not None, 180, "a first mask")
         finally:
@@ -150,15 +159,18 @@ def _interrupted_run(command: list, env: dict, out: Path, stop: signal.Signals, 
     raise AssertionError(f"the driver finished all {attempts} runs before {stop.name} could interrupt it")
 
 
-def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(ray_cluster, data, local_export, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_an_interrupted_driver_keeps_its_masks_and_the_rerun_writes_the_rest(
+    ray_cluster, data, local_export, tmp_path, stop
+):
     images, model = data
     out = tmp_path / "out"
     command = [LRPSEG, "segment", images, "--model", model, "--out", out, "--batch-size", "2"]
     command += ["--engine", "ray", "--address", ray_cluster, "--workers", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     total = len(export_masks(local_export))
-    code = _interrupted_run(command, env, out, signal.SIGKILL, total)
-    assert code == -signal.SIGKILL, f"driver ended with {code}"
+    code = _interrupted_run(command, env, out, stop, total)
+    assert code == (130 if stop == signal.SIGINT else -signal.SIGKILL), f"driver ended with {code}"
     before = {p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in export_masks(out).values()}
     files_before = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert 1 <= len(before) < total
