@@ -418,7 +418,9 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         **({} if student is None else student_provenance(args.student, student)),
     }
     root = args.images if args.images.is_dir() else args.images.parent
-    with engine or contextlib.nullcontext():
+    # The outcome stream is closed before the engine: a Ray run interrupted by Ctrl+C must stop its executor
+    # while still connected, or Ray Data reports errors (and reconnects) after the shutdown.
+    with engine or contextlib.nullcontext(), contextlib.ExitStack() as streams:
         provenance["workers"] = 1 if engine is None else engine.workers
         export = MaskExport(args.out, provenance, export_options, root=root)
         for path, reason in problems:
@@ -445,7 +447,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
                 device=device,
             )
         else:
-            outcomes = engine.segment(todo, args.model, options)
+            outcomes = streams.enter_context(contextlib.closing(engine.segment(todo, args.model, options)))
         with tqdm(outcomes, total=len(todo), unit="image", desc="segmenting", file=sys.stderr) as progress:
             outcomes = iter(progress)
             for path in paths:  # in order: export names depend on it
