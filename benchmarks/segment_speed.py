@@ -27,7 +27,7 @@ import numpy as np
 from lrpseg.core.segment import SEGMENTERS, segment
 from lrpseg.core.segment.synthetic import synthetic_relevance
 
-METHODS = ("simple", "gmm", "bmm")
+METHODS = ("simple", "gmm", "bmm", "gmm-sharp", "bmm-sharp")
 
 
 def make_maps(size: int, count: int) -> list[np.ndarray]:
@@ -68,7 +68,7 @@ def report(size: int, measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
         wall, cpu, its = measured[method]
         wall, cpu = wall * 1e3, cpu * 1e3
         medians[method] = float(np.median(wall))
-        print(f"    {method:6s} wall median {medians[method]:8.2f} ms  p10 {np.percentile(wall, 10):8.2f}  "
+        print(f"    {method:9s} wall median {medians[method]:8.2f} ms  p10 {np.percentile(wall, 10):8.2f}  "
               f"p90 {np.percentile(wall, 90):8.2f}  | cpu median {np.median(cpu):8.2f} ms  "
               f"| iterations median {np.median(its):.0f} max {its.max()}")
     return medians

@@ -28,6 +28,7 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from lrpseg.core.demo import make_demo
 from lrpseg.core.images import read_image, scan_folder
 from lrpseg.core.labels import labels_from_folders
 from lrpseg.core.metrics import SegmentationCounts, average_precision, classification_metrics
-from lrpseg.core.pipeline import analyse
+from lrpseg.core.pipeline import analyse, segment_explained
 from lrpseg.core.train import TrainConfig, label_to_target, train_classifier
 
 DEMO_BAR = 0.9
@@ -65,12 +66,17 @@ def labelled(folder: Path) -> tuple[list[Path], list[str]]:
     return paths, [labels[p.relative_to(images).as_posix()] for p in paths]
 
 
-def held_out_scores(model, folder: Path, rule_set: str, segmenter: str, start: str) -> dict:
-    """Balanced accuracy, median max-probability, pooled IoU and AP of ``model`` on a demo-style folder."""
+def held_out_scores(
+    model, folder: Path, rule_set: str, segmenter: str, start: str, also: Sequence[str] = ()
+) -> dict:
+    """Balanced accuracy, median max-probability, pooled IoU and AP of ``model`` on a demo-style folder; IoU and
+    AP also for each segmenter in ``also`` on the same explanations (keys ``iou_<name>``, ``ap_<name>``)."""
     paths, labels = labelled(folder)
     targets, predicted, confidence = [], [], []
-    counts = SegmentationCounts()
-    scores, truths = [], []
+    names = [segmenter, *also]
+    counts = {name: SegmentationCounts() for name in names}
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    truths = []
     for path, label in zip(paths, labels, strict=True):
         analysis = analyse(model, read_image(path), rule_set=rule_set, segmenter=segmenter, start=start)
         targets.append(label_to_target(label))
@@ -78,16 +84,23 @@ def held_out_scores(model, folder: Path, rule_set: str, segmenter: str, start: s
         confidence.append(max(analysis.probability, 1 - analysis.probability))
         if label == "damaged":
             truth = read_image(folder / "masks" / f"{path.stem}.png") > 127
-            counts = counts + SegmentationCounts.from_masks(analysis.mask_at(), truth)
-            scores.append(analysis.segmentation.score if analysis.damaged else np.zeros(truth.shape, np.float32))
             truths.append(truth)
+            for name in names:
+                result = analysis if name == segmenter else segment_explained(analysis.explained, name)
+                counts[name] = counts[name] + SegmentationCounts.from_masks(result.mask_at(), truth)
+                score = result.segmentation.score
+                scores[name].append(score if analysis.damaged else np.zeros(truth.shape, np.float32))
     cls = classification_metrics(np.array(targets), np.array(predicted))
-    return {
+    row = {
         "balanced_accuracy": cls["balanced_accuracy"],
         "median_confidence": float(np.median(confidence)),
-        "iou": counts.iou(zero_division=0.0),
-        "ap": average_precision(scores, truths),
+        "iou": counts[segmenter].iou(zero_division=0.0),
+        "ap": average_precision(scores[segmenter], truths),
     }
+    for name in also:
+        row[f"iou_{name}"] = counts[name].iou(zero_division=0.0)
+        row[f"ap_{name}"] = average_precision(scores[name], truths)
+    return row
 
 
 def run_demo(seed: int, head: str, root: Path, args) -> dict:
@@ -97,7 +110,9 @@ def run_demo(seed: int, head: str, root: Path, args) -> dict:
     started = time.perf_counter()
     result = train_classifier(paths, labels, config)
     seconds = time.perf_counter() - started
-    held = held_out_scores(result.model, demo_folder(root, 1000 + seed), args.rules, args.segmenter, args.start)
+    held = held_out_scores(
+        result.model, demo_folder(root, 1000 + seed), args.rules, args.segmenter, args.start, args.also_segmenters
+    )
     return run_row("demo", seed, head, result.summary, seconds, held, DEMO_BAR)
 
 
@@ -146,16 +161,21 @@ def run_mt(seed: int, head: str, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table of the runs."""
+    """Markdown table of the runs (IoU / AP of extra segmenters in extra columns, where a run has them)."""
+    extra = sorted({key[4:] for r in rows for key in r if key.startswith("iou_")})
     lines = [
-        "| data | head | seed | epochs (best) | val BA | held-out BA | median confidence | IoU | AP | s | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data | head | seed | epochs (best) | val BA | held-out BA | median confidence | IoU | AP | "
+        + "".join(f"IoU / AP {name} | " for name in extra) + "s | failed |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(extra) + "---|---|",
     ]
     for r in rows:
+        others = "".join(
+            f"{r[f'iou_{name}']:.3f} / {r[f'ap_{name}']:.3f} | " if f"iou_{name}" in r else "– | " for name in extra
+        )
         lines.append(
             f"| {r['data']} | {r['head']} | {r['seed']} | {r['epochs_run']} ({r['best_epoch']}) | "
             f"{r['val_balanced_accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['median_confidence']:.3f} | "
-            f"{r['iou']:.3f} | {r['ap']:.3f} | {r['train_seconds']:.0f} | {'yes' if r['failed'] else 'no'} |"
+            f"{r['iou']:.3f} | {r['ap']:.3f} | {others}{r['train_seconds']:.0f} | {'yes' if r['failed'] else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--rules", default="ours")
     parser.add_argument("--segmenter", default="bmm")
+    parser.add_argument("--also-segmenters", nargs="*", default=[],
+                        help="demo: also score these segmenters on the same explanations (iou_<name>, ap_<name>)")
     parser.add_argument("--start", default="logodds", help="relevance start: logodds or logit")
     parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=JSON", help="TrainConfig override, e.g. --set batch_norm=false")

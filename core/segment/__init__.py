@@ -1,8 +1,10 @@
 """Segmenters: relevance map -> score map in [0, 1], default threshold, mask (paper §3.3.2).
 
 ``SEGMENTERS`` maps a name to a function ``(relevance, seed=0, **options) -> SegmentationResult``; the CLI
-and the GUI read their choices from it. ``segment`` is the one entry point; ``component_densities`` and
-``domain_values`` give a GUI what it needs to draw a fit over a histogram of the values it was fitted to.
+and the GUI read their choices from it: the paper's three, and GMM and BMM sharpened (:mod:`.sharp`: each
+pixel also judged on its own relevance, so thin damage stays thin). ``segment`` is the one entry point;
+``component_densities`` and ``domain_values`` give a GUI what it needs to draw a fit over a histogram of the
+values it was fitted to.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from lrpseg.core.segment import bmm, gmm, simple
+from lrpseg.core.segment import bmm, gmm, sharp, simple
 from lrpseg.core.segment.base import (
     FILTER_BORDER,
     FILTER_SIZE,
@@ -36,9 +38,12 @@ SEGMENTERS: dict[str, Callable[..., SegmentationResult]] = {
     "simple": simple.segment_simple,
     "gmm": gmm.segment_gmm,
     "bmm": bmm.segment_bmm,
+    "gmm-sharp": sharp.segment_gmm_sharp,
+    "bmm-sharp": sharp.segment_bmm_sharp,
 }
 
-_MODULES = {"simple": simple, "gmm": gmm, "bmm": bmm}
+#: The module that fits each segmenter's model (a sharpened segmenter shows its paper segmenter's fit).
+_MODULES = {"simple": simple, "gmm": gmm, "bmm": bmm, "gmm-sharp": gmm, "bmm-sharp": bmm}
 
 
 def _module(method: str):
@@ -55,7 +60,7 @@ def segment(relevance: np.ndarray, method: str = "bmm", seed: int = 0, **options
     ----------
     relevance : np.ndarray
         Signed relevance (H, W), finite (any real dtype).
-    method : {"simple", "gmm", "bmm"}
+    method : {"simple", "gmm", "bmm", "gmm-sharp", "bmm-sharp"}
         Segmenter name (a key of ``SEGMENTERS``).
     seed : int
         Seed for everything random in the method (GMM's k-means start, fit subsamples of huge maps); a fixed
@@ -111,7 +116,7 @@ def domain_values(relevance: np.ndarray, method: str) -> np.ndarray:
     ----------
     relevance : np.ndarray
         Signed relevance (H, W), finite.
-    method : {"simple", "gmm", "bmm"}
+    method : {"simple", "gmm", "bmm", "gmm-sharp", "bmm-sharp"}
         Segmenter name.
 
     Returns

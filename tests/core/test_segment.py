@@ -28,8 +28,8 @@ def iou(mask, truth):
     return SegmentationCounts.from_masks(mask, truth).iou()
 
 
-def test_registry_has_the_three_methods_and_rejects_others():
-    assert set(SEGMENTERS) == set(METHODS)
+def test_registry_has_the_three_methods_their_sharpened_mixtures_and_rejects_others():
+    assert set(SEGMENTERS) == set(METHODS) | {"gmm-sharp", "bmm-sharp"}
     with pytest.raises(ValueError, match="unknown segmenter"):
         segment(np.zeros((4, 4)), "otsu")
 
