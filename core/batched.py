@@ -36,6 +36,7 @@ from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
 from lrpseg.core.models import VGGA
 from lrpseg.core.pipeline import LRP_BATCH, Outcome, PreparedImage, explain_windows, prepare_image, segment_explained
+from lrpseg.core.segment import DEFAULT_SEGMENTER
 
 __all__ = ["EngineError", "SegmentOptions", "in_background", "ordered_map", "segment_files", "segment_folder"]
 
@@ -52,7 +53,7 @@ class SegmentOptions:
     """What to compute for every file: the same for each engine."""
 
     rule_set: str = "ours"
-    segmenter: str = "bmm"
+    segmenter: str = DEFAULT_SEGMENTER
     maxpool: str = "wta"
     mode: str = "auto"
     batch_size: int = LRP_BATCH
@@ -285,7 +286,7 @@ def segment_folder(
     model: VGGA,
     *,
     rule_set: str = "ours",
-    segmenter: str = "bmm",
+    segmenter: str = DEFAULT_SEGMENTER,
     maxpool: str = "wta",
     mode: str = "auto",
     start: str = "logodds",

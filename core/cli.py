@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--rules", choices=list(RULE_SETS), help="LRP rule set (default: the project's, else ours)"
     )
-    seg.add_argument("--segmenter", choices=list(SEGMENTERS), help="default: the project's, else bmm")
+    seg.add_argument("--segmenter", choices=list(SEGMENTERS), help=f"default: the project's, else {DEFAULT_SEGMENTER}")
     seg.add_argument(
         "--maxpool",
         choices=("wta", "avg"),

@@ -38,7 +38,7 @@ from lrpseg.core.labels import is_damaged
 from lrpseg.core.lrp import explain
 from lrpseg.core.models import VGGA
 from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
-from lrpseg.core.segment import SegmentationResult, segment
+from lrpseg.core.segment import DEFAULT_SEGMENTER, SegmentationResult, segment
 from lrpseg.core.train import predict_probabilities
 
 MODES = ("auto", "crop", "tile")
@@ -333,7 +333,7 @@ def explain_image(
     return prepared.finish(relevance, probability, rule_set, maxpool, start)
 
 
-def segment_explained(explained: ExplainedImage, segmenter: str = "bmm", seed: int = 0) -> Analysis:
+def segment_explained(explained: ExplainedImage, segmenter: str = DEFAULT_SEGMENTER, seed: int = 0) -> Analysis:
     """Segment an explained image and put relevance, score and mask on the image's own grid."""
     result = segment(explained.relevance, method=segmenter, seed=seed)
     score = explained.to_original(result.score).astype(np.float32)
@@ -362,7 +362,7 @@ def analyse(
     model: VGGA,
     image: np.ndarray,
     rule_set: str = "ours",
-    segmenter: str = "bmm",
+    segmenter: str = DEFAULT_SEGMENTER,
     maxpool: str = "wta",
     mode: str = "auto",
     device: torch.device | None = None,

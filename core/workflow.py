@@ -21,7 +21,7 @@ from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.model_registry import LoadedModel, ModelRegistry
 from lrpseg.core.pipeline import Analysis, Outcome, segment_explained
 from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
-from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.segment import DEFAULT_SEGMENTER, SEGMENTERS
 from lrpseg.core.student.infer import refine
 from lrpseg.core.student.store import Student, student_provenance
 
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 DEFAULT_RULE_SET = "ours"
-DEFAULT_SEGMENTER = "bmm"
 DEFAULT_MAXPOOL = "wta"
 #: Where the GUI writes the models it trains, relative to the project folder.
 MODELS_DIR = Path(".lrpseg") / "models"

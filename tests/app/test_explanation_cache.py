@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from lrpseg.core import pipeline
 from lrpseg.core.relevance_cache import RelevanceCache, model_grid_shape, relevance_cache_key
+from lrpseg.core.segment import DEFAULT_SEGMENTER
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_segmenter_switch_does_not_rerun_lrp(make_window, demo_folder, slim_chec
     use_checkpoint(demo_folder, slim_checkpoint)
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
-    first = _wait_analysis(window, qtbot, "bmm")
+    first = _wait_analysis(window, qtbot, DEFAULT_SEGMENTER)
     wait_idle(window)  # the look-ahead images are explained too
     explained_before = len(lrp_calls)
     assert explained_before >= 1
@@ -75,7 +76,7 @@ def test_reopened_window_uses_cached_relevance(make_window, demo_folder, slim_ch
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     rel = window.current
-    first = _wait_analysis(window, qtbot, "bmm")
+    first = _wait_analysis(window, qtbot, DEFAULT_SEGMENTER)
     wait_idle(window)
     model_id, input_size = window.handle.model_id, window.handle.model.input_size
     key = relevance_cache_key("ours", "wta", first.mode)
@@ -89,7 +90,7 @@ def test_reopened_window_uses_cached_relevance(make_window, demo_folder, slim_ch
     again = make_window(demo_folder)
     qtbot.waitUntil(lambda: again.handle is not None, timeout=10000)
     assert again.current == rel
-    second = _wait_analysis(again, qtbot, "bmm")
+    second = _wait_analysis(again, qtbot, DEFAULT_SEGMENTER)
     wait_idle(again)
     assert len(lrp_calls) == explained_before  # the current and the look-ahead images came from the cache
     np.testing.assert_array_equal(second.relevance, first.relevance)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from lrpseg.core.export_layout import export_masks
 from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.segment import DEFAULT_SEGMENTER
 
 
 def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, slim_settings, monkeypatch):
@@ -152,8 +153,8 @@ def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder,
     window = make_window(demo_folder)
     qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
-    assert window.current_analysis().segmentation.method == "bmm"
-    assert "bmm" in window.segmenter_label.text() and window.handle.name in window.model_label.text()
+    assert window.current_analysis().segmentation.method == DEFAULT_SEGMENTER == "bmm-sharp"
+    assert DEFAULT_SEGMENTER in window.segmenter_label.text() and window.handle.name in window.model_label.text()
     panel = window.panel
     params = window.current_analysis().segmentation.params
     if not params.get("degenerate"):
