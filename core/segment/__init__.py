@@ -44,8 +44,9 @@ SEGMENTERS: dict[str, Callable[..., SegmentationResult]] = {
 }
 
 #: The product's segmenter: the paper's BMM fit, sharpened. On held-out demo folders it raised pooled IoU over the
-#: paper's BMM in every run of ``benchmarks/train_reliability.py`` (RESULTS.md, issue 12), and on Magnetic Tile
-#: from 0.280 to 0.304. The paper's segmenters stay selectable by name.
+#: paper's BMM by 0.04-0.07 for every classifier that trained (7 runs of ``benchmarks/train_reliability.py``,
+#: RESULTS.md, issue 12) and lost up to 0.012 for the two that did not; on Magnetic Tile 0.280 -> 0.304. The
+#: paper's segmenters stay selectable by name.
 DEFAULT_SEGMENTER = "bmm-sharp"
 
 #: The module that fits each segmenter's model (a sharpened segmenter shows its paper segmenter's fit).
