@@ -128,6 +128,10 @@ def run_row(data: str, seed: int, head: str, summary: dict, seconds: float, held
         "epochs_run": summary["epochs_run"],
         "best_epoch": summary["best_epoch"],
         "train_seconds": round(seconds, 1),
+        # Per epoch, to tell a run stuck on the loss plateau at ln 2 from one that learned and then overfitted.
+        "loss_per_epoch": [round(r["loss"], 3) for r in summary.get("history", [])],
+        "val_balanced_accuracy_per_epoch": [round(r.get("balanced_accuracy", float("nan")), 3)
+                                            for r in summary.get("history", [])],
         **held,
         "failed": bool(held["balanced_accuracy"] < bar),
     }
