@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     config = TrainConfig(
-        width=args.width, input_size=args.size, epochs=args.epochs, min_epochs=args.epochs,
+        width=args.width, input_size=args.size, epochs=args.epochs, min_epochs=args.epochs, extend_while_poor=False,
         batch_size=args.batch_size, seed=args.seed, device=str(device),
     )  # fmt: skip
     t = time.perf_counter()

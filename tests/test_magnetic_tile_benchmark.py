@@ -187,7 +187,8 @@ def test_fit_on_device_trains_and_keeps_the_best_epoch():
     images += [rng.integers(180, 256, size=(40, 48), dtype=np.uint8) for _ in range(6)]
     targets = np.array([0] * 6 + [1] * 6)
     val, _, _ = eval_set(images, [np.zeros((40, 48), bool)] * 12, 32, IMAGENET_MEAN, IMAGENET_STD, flips=False)
-    config = TrainConfig(head="onefc", width=0.125, input_size=32, epochs=3, batch_size=4, device="cpu")
+    config = TrainConfig(head="onefc", width=0.125, input_size=32, epochs=3, batch_size=4, device="cpu",
+                         extend_while_poor=False)
     result = fit_on_device(images, targets, val, targets, config)
     summary = result.summary
     assert summary["epochs_run"] == 3 and 1 <= summary["best_epoch"] <= 3

@@ -132,11 +132,11 @@ def test_entry_point_arguments():
 
 
 def test_training_settings_dialog_round_trip(qtbot, slim_settings):
-    from lrpseg.app.train_dialog import TrainSettingsDialog
+    from lrpseg.app.train_dialog import FIELDS, TrainSettingsDialog
 
     dialog = TrainSettingsDialog(slim_settings)
     qtbot.addWidget(dialog)
     values = dialog.values()
-    assert {k: values[k] for k in slim_settings} == slim_settings
+    assert set(values) == set(FIELDS) and {k: values[k] for k in FIELDS} == {k: slim_settings[k] for k in FIELDS}
     dialog.restore_defaults()
     assert dialog.values()["width"] == 1.0 and dialog.values()["input_size"] == 224

@@ -5,6 +5,7 @@ from lrpseg.core.cancel import Cancelled, CancelToken
 from lrpseg.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.train import (
+    EarlyStopping,
     TrainConfig,
     conv_learning_rate,
     fit,
@@ -34,6 +35,31 @@ def test_fit_reports_progress_and_summary():
     assert summary["epochs_run"] == 2 and summary["n_train"] == 6 and summary["n_val"] == 2
     assert 1 <= summary["best_epoch"] <= 2 and summary["val_balanced_accuracy"] is not None
     assert not result.model.training
+
+
+def test_early_stopping_waits_while_the_best_is_still_poor():
+    model = torch.nn.Linear(1, 1)
+    stopping = EarlyStopping(model, patience=1, min_epochs=0, good_enough=0.9)
+    assert not stopping.update(1, {"balanced_accuracy": 0.6, "val_loss": 1.0}, model)
+    assert not stopping.update(2, {"balanced_accuracy": 0.5, "val_loss": 1.0}, model)  # stale, but still poor
+    assert not stopping.update(3, {"balanced_accuracy": 0.95, "val_loss": 1.0}, model)
+    assert stopping.update(4, {"balanced_accuracy": 0.9, "val_loss": 1.0}, model)  # stale and good enough
+
+
+@pytest.mark.parametrize(("settings", "epochs_run"), [
+    ({"good_enough": 1.01}, 4),  # never good enough: twice the epochs
+    ({"good_enough": 1.01, "extend_while_poor": False}, 2),
+    ({"good_enough": 0.0}, 2),  # always good enough: as configured
+])  # fmt: skip
+def test_a_run_still_poor_after_its_epochs_goes_on_to_twice_as_many(settings, epochs_run):
+    images, targets = labelled_samples(8)
+    seen = []
+    result = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY, **settings),
+                 progress=seen.append)  # fmt: skip
+    assert result.summary["epochs_run"] == epochs_run
+    ends = [p for p in seen if p.message]
+    assert [p.epoch for p in ends] == list(range(1, epochs_run + 1))
+    assert ends[-1].epochs == epochs_run  # the progress total follows the extension
 
 
 def test_fit_is_deterministic_for_a_seed():
