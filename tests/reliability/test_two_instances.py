@@ -148,9 +148,9 @@ def test_second_writer_gets_a_clear_message_while_the_first_is_frozen_mid_write(
             assert "try again" in message.lower()
             assert 0.4 <= waited < 5
             first.send_signal(signal.SIGCONT)
-            second.set_label("mine.png", UNDAMAGED)  # once the first commits, the second writes
-            line = first.stdout.readline()
+            line = first.stdout.readline()  # the resumed first may need longer than the second's 0.5 s to commit
             assert line.startswith("committed")
+            second.set_label("mine.png", UNDAMAGED)  # once the first has committed, the second writes
     finally:
         first.send_signal(signal.SIGCONT)
         first.kill()
