@@ -24,9 +24,6 @@ import numpy as np
 from lrpseg.core.segment import bmm, gmm
 from lrpseg.core.segment.base import SegmentationResult, as_relevance, finish
 
-#: Sharpened segmenter name -> the paper's segmenter it sharpens.
-SHARPENED = {"gmm-sharp": "gmm", "bmm-sharp": "bmm"}
-
 
 def bmm_own_value_score(relevance: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """The fitted BMM's damage posterior at each pixel's own relevance (0 below the kept values' minimum)."""
@@ -46,60 +43,37 @@ def gmm_own_value_score(relevance: np.ndarray, params: dict[str, Any]) -> np.nda
     return gmm.posteriors(x, *mixture, params["damage_component"]).reshape(r.shape)
 
 
-_PAPER: dict[str, tuple[Callable[..., SegmentationResult], Callable[..., np.ndarray], str]] = {
-    "bmm-sharp": (bmm.segment_bmm, bmm_own_value_score, "alpha"),
-    "gmm-sharp": (gmm.segment_gmm, gmm_own_value_score, "means"),
+#: Sharpened segmenter name -> (the paper's segmenter, the same fit's posterior at each pixel's own relevance).
+_PAPER: dict[str, tuple[Callable[..., SegmentationResult], Callable[..., np.ndarray]]] = {
+    "bmm-sharp": (bmm.segment_bmm, bmm_own_value_score),
+    "gmm-sharp": (gmm.segment_gmm, gmm_own_value_score),
 }
 
 
-def _segment_sharp(name: str, relevance: np.ndarray, seed: int, options: dict[str, Any]) -> SegmentationResult:
-    paper_segmenter, own_value_score, fitted_key = _PAPER[name]
+def segment_sharp(name: str, relevance: np.ndarray, seed: int = 0, **options: Any) -> SegmentationResult:
+    """The paper's segmenter that ``name`` sharpens, then each pixel's score capped by the same fit's damage
+    posterior at its own unfiltered relevance (``core.segment.SEGMENTERS`` binds ``name``).
+
+    Parameters
+    ----------
+    name : {"bmm-sharp", "gmm-sharp"}
+        The sharpened segmenter.
+    relevance : np.ndarray
+        Signed relevance (H, W), finite.
+    seed : int
+        As for the paper's segmenter.
+    **options
+        Passed to the paper's segmenter.
+
+    Returns
+    -------
+    SegmentationResult
+        The paper's result with ``score = min(its score, own-value posterior)``, ``params["sharpened"] = True``
+        and ``method = name``; degenerate maps (no mixture to ask) as the paper's segmenter gives them.
+    """
+    paper_segmenter, own_value_score = _PAPER[name]
     result = paper_segmenter(relevance, seed=seed, **options)
-    if fitted_key not in result.params:  # degenerate: no mixture to ask
+    if result.params["degenerate"]:
         return dataclasses.replace(result, method=name)
     score = np.minimum(result.score, own_value_score(relevance, result.params))
     return finish(score, result.threshold, {**result.params, "sharpened": True}, name)
-
-
-def segment_bmm_sharp(relevance: np.ndarray, seed: int = 0, **options: Any) -> SegmentationResult:
-    """:func:`~lrpseg.core.segment.bmm.segment_bmm`, then each pixel's score capped by the same fit's posterior
-    at its own unfiltered relevance.
-
-    Parameters
-    ----------
-    relevance : np.ndarray
-        Signed relevance (H, W), finite.
-    seed : int
-        As for the BMM.
-    **options
-        Passed to the BMM.
-
-    Returns
-    -------
-    SegmentationResult
-        The BMM's result with ``score = min(BMM score, own-value posterior)``, ``params["sharpened"] = True``
-        and ``method = "bmm-sharp"``; degenerate maps as the BMM gives them.
-    """
-    return _segment_sharp("bmm-sharp", relevance, seed, options)
-
-
-def segment_gmm_sharp(relevance: np.ndarray, seed: int = 0, **options: Any) -> SegmentationResult:
-    """:func:`~lrpseg.core.segment.gmm.segment_gmm`, then each pixel's score capped by the same fit's damage
-    posterior at its own unfiltered relevance.
-
-    Parameters
-    ----------
-    relevance : np.ndarray
-        Signed relevance (H, W), finite.
-    seed : int
-        As for the GMM.
-    **options
-        Passed to the GMM.
-
-    Returns
-    -------
-    SegmentationResult
-        The GMM's result with ``score = min(GMM score, own-value posterior)``, ``params["sharpened"] = True``
-        and ``method = "gmm-sharp"``; degenerate maps as the GMM gives them.
-    """
-    return _segment_sharp("gmm-sharp", relevance, seed, options)
