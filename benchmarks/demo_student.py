@@ -2,7 +2,7 @@
 
 Uses a classifier trained on the training folder (``lrpseg train``) and the folders' image labels
 (``damaged/`` / ``undamaged/``); ground-truth masks are read only to score the test folder. For each teacher
-segmenter × ignore band one student is distilled (:func:`lrpseg.core.student.distil.distil`) and scored after
+rule set × segmenter × ignore band one student is distilled (:func:`lrpseg.core.student.distil.distil`) and scored after
 its first training and after each self-training round; the explanation's own masks are scored on the same
 images. Scores are on the damaged test images with the product's gating (an image the classifier calls
 undamaged gets an empty mask), pixels pooled: IoU, precision, recall at the default threshold, AP from the
@@ -32,6 +32,7 @@ from lrpseg.core.device import describe_device
 from lrpseg.core.evaluate import read_mask
 from lrpseg.core.images import read_image
 from lrpseg.core.labels import DAMAGED, labels_from_folders
+from lrpseg.core.lrp import DEFAULT_RULE_SET, RULE_SETS
 from lrpseg.core.metrics import average_precision, segmentation_metrics
 from lrpseg.core.pipeline import analyse
 from lrpseg.core.preprocess import prepare_eval
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=Path, required=True, help="demo folder the classifier was trained on")
     p.add_argument("--test", type=Path, required=True, help="demo folder of another seed")
     p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--rules", nargs="+", default=[DEFAULT_RULE_SET], choices=list(RULE_SETS),
+                   help="LRP rule sets of the teachers")  # fmt: skip
     p.add_argument("--segmenters", nargs="+", default=["gmm", "bmm"])
     p.add_argument("--bands", nargs="+", default=["0.1,0.1", "0,0"], help="ignore bands LOW,HIGH")
     p.add_argument("--self-training", type=int, default=1)
@@ -102,17 +105,19 @@ def main(argv: list[str] | None = None) -> int:
         "lrp": {},
         "students": {},
     }
-    for segmenter in args.segmenters:
-        analyses = [analyse(model, image, segmenter=segmenter) for image in test_images]
-        results["lrp"][segmenter] = score_analyses(analyses, truths)
-        print(f"LRP ours/{segmenter}: {results['lrp'][segmenter]}", flush=True)
-    for segmenter in args.segmenters:
+    teachers = [(rules, segmenter) for rules in args.rules for segmenter in args.segmenters]
+    for rules, segmenter in teachers:
+        analyses = [analyse(model, image, rule_set=rules, segmenter=segmenter) for image in test_images]
+        results["lrp"][f"{rules}/{segmenter}"] = score_analyses(analyses, truths)
+        print(f"LRP {rules}/{segmenter}: {results['lrp'][f'{rules}/{segmenter}']}", flush=True)
+    for rules, segmenter in teachers:
         for band in args.bands:
             low, high = (float(v) for v in band.split(","))
-            config = DistilConfig(segmenter=segmenter, band_low=low, band_high=high, epochs=args.epochs,
-                                  self_training_rounds=args.self_training, device="cpu")  # fmt: skip
+            config = DistilConfig(rule_set=rules, segmenter=segmenter, band_low=low, band_high=high,
+                                  epochs=args.epochs, self_training_rounds=args.self_training,
+                                  device="cpu")  # fmt: skip
 
-            def scored(round_, student, segmenter=segmenter, band=band):
+            def scored(round_, student, segmenter=f"{rules}/{segmenter}", band=band):
                 analyses = [student_analysis(model, student, image) for image in test_images]
                 key = f"{segmenter}/band {band}/r{round_}"
                 results["students"][key] = {**score_analyses(analyses, truths), "threshold": student.threshold}
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             student = distil(train_images, train_labels, model, config, on_round=scored)
             seconds = time.perf_counter() - started
             for key in results["students"]:
-                if key.startswith(f"{segmenter}/band {band}/"):
+                if key.startswith(f"{rules}/{segmenter}/band {band}/"):
                     results["students"][key]["distil_seconds_all_rounds"] = round(seconds, 1)
             print(f"  distillation {seconds:.0f} s, {student.training['explain_seconds']:.0f} s of it explaining",
                   flush=True)

@@ -30,7 +30,8 @@ VALIDATION_SHARE = 1.35
 """An epoch of magnetic_tile.py also validates on ~1/3 as many crops as it trains on (3 flips of 20 % of the
 images, forward only): its time is about 1.35 times the training steps' alone."""
 TARGETS = {"ours_img_s_b64": 890.0, "ours_x_forward": 3.5, "train_1000_s": 60.0, "best_lrp_iou": 0.466}
-LRP_ROWS = ("forward", "gradient", "ours", "montavon", "zennit_ours", "zennit_montavon")
+LRP_ROWS = ("forward", "gradient", "ours", "montavon", "epsilon_plus", "zennit_ours", "zennit_montavon",
+            "zennit_epsilon_plus")
 
 
 def _load(path: Path | None) -> dict | None:

@@ -2,7 +2,8 @@
 
 Measures, in one run and interleaved round by round (so that load from other processes hits every method
 alike): the forward pass (no autograd), the plain input gradient, zennit's stock-rule composites for the
-paper's two rule sets ("zennit_ours", "zennit_montavon") and our engine ("ours", "montavon"), at each batch
+paper's two rule sets and EpsilonPlus ("zennit_ours", "zennit_montavon", "zennit_epsilon_plus") and our
+engine for the same three ("ours", "montavon", "epsilon_plus"), at each batch
 size, each as a ratio to the forward pass of the same batch, and as images/s. Ratios use the fastest call of
 each method (the least disturbed one); median and process-CPU-time ratios are printed beside them (with
 ``--threads 1`` the CPU-time ratio is the least sensitive to other processes sharing the machine).
@@ -13,7 +14,7 @@ Usage::
     .venv/bin/python benchmarks/lrp_speed.py --quick    # batch 1, 3 rounds, under a minute
     python benchmarks/lrp_speed.py --device cuda --json lrp.json   # batch 1 and 64 on the GPU, images/s
 
-The last line reads ``RESULT ours=<ratio> montavon=<ratio> zennit_ours=<ratio> zennit_montavon=<ratio>``
+The last line reads ``RESULT ours=<ratio> montavon=<ratio> epsilon_plus=<ratio> zennit_ours=<ratio> ...``
 (the first batch size, fastest calls; wall clock, or process CPU time with ``--clock cpu``).
 ``--json`` also writes every call's times, images/s and ratios per batch (``benchmarks/gpu_suite.sh`` reads it).
 """
@@ -33,7 +34,7 @@ import torch
 from lrpseg.core.lrp import RULE_SETS, relevance_tensor
 from lrpseg.core.models import build_vgg_a
 
-LRP_METHODS = ("ours", "montavon", "zennit_ours", "zennit_montavon")
+LRP_METHODS = ("ours", "montavon", "epsilon_plus", "zennit_ours", "zennit_montavon", "zennit_epsilon_plus")
 TARGET = 1
 
 
@@ -96,7 +97,7 @@ def report(times: dict, batch: int, label: str, clock: str = "wall") -> dict:
     base = min(walls["forward"])
     print(f"\n{label}, batch {batch}, {len(walls['forward'])} rounds; ratios to the forward pass")
     print(
-        f"{'method':<17}{'min s':>8}{'median s':>10}{'x fwd':>8}{'x fwd median':>14}{'x fwd CPU time':>16}"
+        f"{'method':<20}{'min s':>8}{'median s':>10}{'x fwd':>8}{'x fwd median':>14}{'x fwd CPU time':>16}"
         f"{'images/s':>10}"
     )
     stats = {}
@@ -115,7 +116,7 @@ def report(times: dict, batch: int, label: str, clock: str = "wall") -> dict:
             "img_s": img_s,
         }
         print(
-            f"{name:<17}{min(walls[name]):>8.4f}{statistics.median(walls[name]):>10.4f}{wall:>8.2f}"
+            f"{name:<20}{min(walls[name]):>8.4f}{statistics.median(walls[name]):>10.4f}{wall:>8.2f}"
             f"{median:>14.2f}{cpu:>16.2f}{img_s:>10.1f}"
         )
     return stats

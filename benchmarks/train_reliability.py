@@ -38,6 +38,7 @@ import torch
 from lrpseg.core.demo import make_demo
 from lrpseg.core.images import read_image, scan_folder
 from lrpseg.core.labels import labels_from_folders
+from lrpseg.core.lrp import DEFAULT_RULE_SET
 from lrpseg.core.metrics import SegmentationCounts, average_precision, classification_metrics
 from lrpseg.core.pipeline import analyse, segment_explained
 from lrpseg.core.segment import DEFAULT_SEGMENTER
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", nargs="+", default=["128n", "onefc"])
     parser.add_argument("--width", type=float, default=0.25, help="channel fraction (default slim, 0.25)")
     parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--rules", default="ours")
+    parser.add_argument("--rules", default=DEFAULT_RULE_SET, help="LRP rule set (default: the product's)")
     parser.add_argument("--segmenter", default=DEFAULT_SEGMENTER)
     parser.add_argument("--also-segmenters", nargs="*", default=[],
                         help="demo: also score these segmenters on the same explanations (iou_<name>, ap_<name>)")

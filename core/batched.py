@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
+from lrpseg.core.lrp import DEFAULT_RULE_SET
 from lrpseg.core.models import VGGA
 from lrpseg.core.pipeline import LRP_BATCH, Outcome, PreparedImage, explain_windows, prepare_image, segment_explained
 from lrpseg.core.segment import DEFAULT_SEGMENTER
@@ -52,7 +53,7 @@ class EngineError(RuntimeError):
 class SegmentOptions:
     """What to compute for every file: the same for each engine."""
 
-    rule_set: str = "ours"
+    rule_set: str = DEFAULT_RULE_SET
     segmenter: str = DEFAULT_SEGMENTER
     maxpool: str = "wta"
     mode: str = "auto"
@@ -285,7 +286,7 @@ def segment_folder(
     paths: Sequence[Path],
     model: VGGA,
     *,
-    rule_set: str = "ours",
+    rule_set: str = DEFAULT_RULE_SET,
     segmenter: str = DEFAULT_SEGMENTER,
     maxpool: str = "wta",
     mode: str = "auto",

@@ -35,7 +35,7 @@ import torch
 from lrpseg.core.device import resolve_device
 from lrpseg.core.images import MAX_PIXELS
 from lrpseg.core.labels import is_damaged
-from lrpseg.core.lrp import explain
+from lrpseg.core.lrp import DEFAULT_RULE_SET, explain
 from lrpseg.core.models import VGGA
 from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
 from lrpseg.core.segment import DEFAULT_SEGMENTER, SegmentationResult, segment
@@ -294,7 +294,7 @@ def prepare_image(model: VGGA, image: np.ndarray, mode: str = "auto", windows: b
 def explain_image(
     model: VGGA,
     image: np.ndarray,
-    rule_set: str = "ours",
+    rule_set: str = DEFAULT_RULE_SET,
     maxpool: str = "wta",
     mode: str = "auto",
     device: torch.device | None = None,
@@ -361,7 +361,7 @@ def segment_explained(explained: ExplainedImage, segmenter: str = DEFAULT_SEGMEN
 def analyse(
     model: VGGA,
     image: np.ndarray,
-    rule_set: str = "ours",
+    rule_set: str = DEFAULT_RULE_SET,
     segmenter: str = DEFAULT_SEGMENTER,
     maxpool: str = "wta",
     mode: str = "auto",

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
-from lrpseg.core.lrp import RULE_SETS
+from lrpseg.core.lrp import DEFAULT_RULE_SET, RULE_SETS
 from lrpseg.core.model_registry import LoadedModel, ModelRegistry
 from lrpseg.core.pipeline import Analysis, Outcome, segment_explained
 from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
@@ -44,7 +44,6 @@ __all__ = [
     "threshold_key",
 ]
 
-DEFAULT_RULE_SET = "ours"
 DEFAULT_MAXPOOL = "wta"
 #: Where the GUI writes the models it trains, relative to the project folder.
 MODELS_DIR = Path(".lrpseg") / "models"

@@ -10,7 +10,11 @@ alpha_beta AlphaBeta    α = 2, β = 1
 gamma     Gamma         γ = 0.25
 epsilon   Epsilon       ε = 0.25 · RMS of the layer output, per sample (Stabilizer(0.25, norm_scale=True))
 lrp0      Epsilon       LRP-0: only zennit's 1e-6 denominator stabiliser
+zplus     ZPlus         z⁺ (α1β0 on positive and negative inputs alike)
 ========  ============  ==========================================================================
+
+Besides Table 1, :data:`EPSILON_PLUS` is zennit's EpsilonPlus composite written as such a table, so that it
+runs on the fast rules too.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from lrpseg.core.lrp.rules import (
     FastEpsilon,
     FastGamma,
     FastZBox,
+    FastZPlus,
 )
 from torch import nn
 from zennit.composites import NameMapComposite
 from zennit.core import Hook, Stabilizer
-from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox
+from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZBox, ZPlus
 
 __all__ = [
     "GAMMA",
@@ -40,6 +45,7 @@ __all__ = [
     "MAXPOOL_MODES",
     "RULE_NAMES",
     "TABLE_1",
+    "EPSILON_PLUS",
     "check_maxpool",
     "zbox_bounds",
     "layer_rules",
@@ -51,7 +57,7 @@ GAMMA = 0.25
 ALPHA, BETA = 2.0, 1.0
 EPSILON = 0.25
 MAXPOOL_MODES = ("wta", "avg")
-RULE_NAMES = ("zbox", "alpha_beta", "gamma", "epsilon", "lrp0")
+RULE_NAMES = ("zbox", "alpha_beta", "gamma", "epsilon", "lrp0", "zplus")
 _DEEP = ("conv4_1", "conv4_2", "conv5_1", "conv5_2")
 
 TABLE_1: Mapping[str, Mapping[str, str]] = {
@@ -72,7 +78,12 @@ TABLE_1: Mapping[str, Mapping[str, str]] = {
         "fc": "lrp0",
     },
 }
-_NEEDS_NON_NEGATIVE_INPUT = {"alpha_beta", "gamma"}
+# zennit's EpsilonPlus: z⁺ for every conv (the first one too), ε = 1e-6 (that is LRP-0) for every FC layer.
+EPSILON_PLUS: Mapping[str, str] = {
+    **dict.fromkeys(("conv1_1", "conv2_1", "conv3_1", "conv3_2", *_DEEP), "zplus"),
+    "fc": "lrp0",
+}
+_NEEDS_NON_NEGATIVE_INPUT = {"alpha_beta", "gamma", "zplus"}
 _NEEDS_RELU_AFTER = {"gamma"}
 
 
@@ -143,6 +154,8 @@ def _stock_rule(rule: str, low, high, stabilizer: float) -> Hook:
         return Gamma(gamma=GAMMA, stabilizer=stabilizer)
     if rule == "epsilon":
         return Epsilon(epsilon=Stabilizer(EPSILON, norm_scale=True))
+    if rule == "zplus":
+        return ZPlus(stabilizer=stabilizer)
     return Epsilon(epsilon=stabilizer)
 
 
@@ -155,6 +168,8 @@ def _fast_rule(rule: str, low, high, stabilizer: float) -> Hook:
         return FastGamma(GAMMA, stabilizer=stabilizer)
     if rule == "epsilon":
         return FastEpsilon(Stabilizer(EPSILON, norm_scale=True), label="epsilon")
+    if rule == "zplus":
+        return FastZPlus(stabilizer=stabilizer)
     return FastEpsilon(stabilizer, label="lrp0")
 
 

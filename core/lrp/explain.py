@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from lrpseg.core.lrp.composites import check_maxpool
-from lrpseg.core.lrp.registry import RULE_SETS, RuleSet
+from lrpseg.core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
 from torch import nn
 
 __all__ = ["STARTS", "Explanation", "explain", "relevance_tensor"]
@@ -103,7 +103,7 @@ def explain(
     model: nn.Module,
     images: torch.Tensor,
     target: int = 1,
-    rule_set: str = "ours",
+    rule_set: str = DEFAULT_RULE_SET,
     maxpool: str = "wta",
     dtype: torch.dtype = torch.float32,
     start: str = "logodds",
@@ -120,7 +120,8 @@ def explain(
     target : int
         Class of interest (1 = damaged).
     rule_set : str
-        A key of :data:`core.lrp.RULE_SETS` ("ours", "montavon", zennit's stock composites...).
+        A key of :data:`core.lrp.RULE_SETS` (default :data:`core.lrp.DEFAULT_RULE_SET`; "ours", "montavon",
+        zennit's stock composites...).
     maxpool : {"wta", "avg"}
         Max-pool relevance: winner-take-all or spread like an average pool (Montavon's tutorial).
     dtype : torch.dtype

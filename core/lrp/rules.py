@@ -34,6 +34,7 @@ __all__ = [
     "FastEpsilon",
     "FastGamma",
     "FastAlphaBeta",
+    "FastZPlus",
     "FastZBox",
     "FastAvgPool",
     "AvgPoolNorm",
@@ -229,6 +230,32 @@ class FastAlphaBeta(FastRule):
         parts[:, 1].clamp_(max=0).sub_(self.stabilizer)
         grad = torch.div(relevance.unsqueeze(1), parts, out=parts).flatten(1, 2)
         return _input_gradient(module, x.shape, signed, grad).mul_(x)
+
+
+class FastZPlus(FastRule):
+    """LRP-z⁺ (stock :class:`zennit.rules.ZPlus`, α1β0) for a non-negative input.
+
+    With ``x >= 0`` the stock rule's pass over negative inputs is zero, leaving
+    ``R_in = x * W⁺ᵀ [R / (W⁺x + b⁺ + stabilizer)]``: one modified forward, one input gradient. The
+    denominator is never negative, so stabilising is ``+ stabilizer`` as zennit's sign(0) = +1 has it.
+    """
+
+    label = "zplus"
+
+    def __init__(self, stabilizer=STABILIZER):
+        super().__init__()
+        self.stabilizer = stabilizer
+
+    @staticmethod
+    def _weights(module):
+        bias = None if module.bias is None else module.bias.clamp(min=0)
+        return module.weight.clamp(min=0), bias
+
+    def relevance(self, module, x, z, relevance):
+        weight, bias = _derived(module, ("zplus",), self._weights)
+        out = _layer_forward(module, x, weight, bias).add_(self.stabilizer)
+        grad = torch.div(relevance, out, out=out)
+        return _input_gradient(module, x.shape, weight, grad).mul_(x)
 
 
 class FastZBox(FastRule):

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 from lrpseg.core import pipeline
+from lrpseg.core.lrp import DEFAULT_RULE_SET
 from lrpseg.core.relevance_cache import RelevanceCache, model_grid_shape, relevance_cache_key
 from lrpseg.core.segment import DEFAULT_SEGMENTER
 
@@ -28,7 +29,7 @@ def lrp_calls(monkeypatch):
     return calls
 
 
-def _wait_analysis(window, qtbot, segmenter, rule_set="ours"):
+def _wait_analysis(window, qtbot, segmenter, rule_set=DEFAULT_RULE_SET):
     qtbot.waitUntil(lambda: (a := window.current_analysis()) is not None and a.segmenter == segmenter
                     and a.rule_set == rule_set, timeout=30000)
     return window.current_analysis()
@@ -79,7 +80,7 @@ def test_reopened_window_uses_cached_relevance(make_window, demo_folder, slim_ch
     first = _wait_analysis(window, qtbot, DEFAULT_SEGMENTER)
     wait_idle(window)
     model_id, input_size = window.handle.model_id, window.handle.model.input_size
-    key = relevance_cache_key("ours", "wta", first.mode)
+    key = relevance_cache_key(DEFAULT_RULE_SET, "wta", first.mode)
     stored = RelevanceCache(window.project).load(rel, model_id, key, (input_size, input_size))
     assert stored is not None  # written by the worker thread
     np.testing.assert_array_equal(stored[0], first.explained.relevance)

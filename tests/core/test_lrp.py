@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 import torch
-from lrpseg.core.lrp import RULE_SETS, TABLE_1, RuleSet, explain, relevance_tensor, table_composite, zbox_bounds
+from lrpseg.core.lrp import (
+    DEFAULT_RULE_SET,
+    RULE_SETS,
+    TABLE_1,
+    RuleSet,
+    explain,
+    relevance_tensor,
+    table_composite,
+    zbox_bounds,
+)
 from lrpseg.core.lrp import rules as fast_rules
 from lrpseg.core.models import CONV_LAYER_NAMES, FC_LAYER_NAMES, HEADS, build_vgg_a
 from torch import nn
@@ -58,7 +67,7 @@ def assert_no_hooks(model):
 
 
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("rule_set", ["ours", "montavon"])
+@pytest.mark.parametrize("rule_set", ["ours", "montavon", "epsilon_plus"])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("maxpool", ["wta", "avg"])
 def test_fast_engine_equals_zennit_stock_rules(head, rule_set, batch, maxpool):
@@ -72,7 +81,7 @@ def test_fast_engine_equals_zennit_stock_rules(head, rule_set, batch, maxpool):
 
 
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("rule_set", ["ours", "montavon"])
+@pytest.mark.parametrize("rule_set", ["ours", "montavon", "epsilon_plus"])
 def test_fast_engine_agrees_with_stock_rules_in_float32(head, rule_set):
     """float32 (the default) keeps the agreement, also where α-β derives W⁻x + b⁻ from the layer output."""
     model = small_model(head)
@@ -194,7 +203,7 @@ def test_explanation_fields_dtypes_and_model_left_untouched():
     result = explain(model, x, target=1)
     assert result.relevance.shape == (2, SIZE, SIZE) and result.relevance.dtype == np.float32
     assert result.logits.shape == (2, 2)
-    assert (result.rule_set, result.maxpool, result.target) == ("ours", "wta", 1)
+    assert (result.rule_set, result.maxpool, result.target) == (DEFAULT_RULE_SET, "wta", 1)
     with torch.no_grad():
         np.testing.assert_allclose(result.logits, model.eval()(x).numpy(), rtol=1e-5, atol=1e-6)
     model.train()
@@ -217,7 +226,7 @@ def test_no_hooks_remain_after_errors(monkeypatch):
 
     monkeypatch.setattr(fast_rules.FastGamma, "relevance", broken)
     with pytest.raises(ArithmeticError):
-        explain(model, images(1, dtype=torch.float32))
+        explain(model, images(1, dtype=torch.float32), rule_set="ours")
     assert_no_hooks(model)
     assert not model.training
 
@@ -236,7 +245,8 @@ def test_invalid_arguments_are_refused(kwargs):
 
 def test_registry_lists_paper_and_zennit_rule_sets_and_all_run():
     expected = {"ours", "montavon", "zennit_ours", "zennit_montavon", "epsilon_gamma_box", "epsilon_plus",
-                "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat"}  # fmt: skip
+                "zennit_epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1",
+                "epsilon_alpha2_beta1_flat"}  # fmt: skip
     assert set(RULE_SETS) == expected
     model = small_model("onefc")
     x = images(1, dtype=torch.float32)
@@ -284,3 +294,18 @@ def test_direct_input_gradient_matches_autograd(stride, padding, dilation, size)
     (expected,) = torch.autograd.grad(out, x, grad)
     actual = fast_rules._input_gradient(conv, x.shape, conv.weight.detach(), grad)
     torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_epsilon_plus_runs_fast_z_plus_wherever_the_input_is_non_negative(head):
+    from zennit.rules import ZPlus
+
+    model = small_model(head)
+    hooks = registered_rules(model, RULE_SETS["epsilon_plus"](model))
+    assert type(hooks.pop("features.conv1_1")) is ZPlus  # signed image input: zennit's stock rule
+    for name in CONV_LAYER_NAMES[1:]:
+        assert type(hooks.pop(f"features.{name}")) is fast_rules.FastZPlus
+    for name in FC_LAYER_NAMES[head]:
+        hook = hooks.pop(f"classifier.{name}")
+        assert type(hook) is fast_rules.FastEpsilon and hook.label == "lrp0"
+    assert not hooks

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lrpseg.core.checkpoint import save_checkpoint
+from lrpseg.core.lrp import DEFAULT_RULE_SET
 from lrpseg.core.model_registry import ModelRegistry, model_id
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.project import Project
@@ -68,4 +69,4 @@ def test_workflow_reads_the_projects_model_and_choices(tmp_path):
         project.set_setting("segmenter", "gmm")
         workflow = Workflow.from_project(project, torch.device("cpu"))
         assert workflow.model.model_id == model_id(model) and workflow.segmenter == "gmm"
-        assert workflow.thresholds.key == threshold_key(model_id(model), "ours", "gmm")
+        assert workflow.thresholds.key == threshold_key(model_id(model), DEFAULT_RULE_SET, "gmm")
