@@ -32,6 +32,7 @@ from lrpseg.core.checkpoint import save_checkpoint
 from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.models import HEADS, IMAGENET_MEAN, IMAGENET_STD
+from lrpseg.core.segment import SEGMENTERS
 from lrpseg.core.student.distil import DistilConfig
 from mt_data import CROP_POLICIES
 from mt_pretrain import pretrain_encoder
@@ -121,8 +122,8 @@ def build_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.Argume
         default=["ours", "best"],
         help="rule sets of the students' targets; 'best' = the head's best rule set by LRP IoU (default ours best)",
     )
-    p.add_argument("--student-segmenters", nargs="+", choices=mt_eval.SEGMENTER_NAMES, default=None,
-                   help="teacher segmenters, one student each (default: all three; --quick: gmm)")  # fmt: skip
+    p.add_argument("--student-segmenters", nargs="+", choices=list(SEGMENTERS), default=None,
+                   help="teacher segmenters, one student each (default: the paper's three; --quick: gmm)")  # fmt: skip
     p.add_argument("--student-self-training", type=int, default=1, help="self-training rounds, each scored")
     p.add_argument("--student-band", nargs=2, type=float, default=None, metavar=("LOW", "HIGH"),
                    help="ignore band around the teacher segmenter's threshold (default: DistilConfig's)")
