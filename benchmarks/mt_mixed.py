@@ -4,7 +4,7 @@ k = 0, 5, 10, 20 damaged training images get their true masks as exact targets (
 by hand, weighted ``DistilConfig.corrected_weight``); every other training image keeps its image-level target.
 Same data, split, crops, classifier options and metrics as ``benchmarks/magnetic_tile.py`` (its stages in
 ``mt_stages.py``, its options here too), one 128N classifier, one student per k (the product's teacher
-segmenter and rule set ``ours`` unless ``--student-segmenters`` / ``--student-rule-sets`` say otherwise), and
+rule set and segmenter unless ``--student-rule-sets`` / ``--student-segmenters`` say otherwise), and
 the U-Net trained on all the training masks as the reference. The k stand-ins are nested (the k = 5 images are
 among the k = 10 ones) and drawn with ``--seed``. Writes ``<out>/mt_mixed.md`` (table, last line ``RESULT
 ...``), ``<out>/mt_mixed.json`` and the plot ``<out>/mt_mixed_iou.png``.
@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--ks", nargs="+", type=int, default=[0, 5, 10, 20], help="corrected-mask stand-ins per run")
     p.add_argument("--corrected-weight", type=float, default=DistilConfig.corrected_weight,
                    help="pixel weight of the stand-ins (default: the product's)")  # fmt: skip
-    p.set_defaults(student_self_training=0, student_rule_sets=["ours"], student_segmenters=[DistilConfig.segmenter],
+    p.set_defaults(student_self_training=0, student_rule_sets=[DistilConfig.rule_set],
+                   student_segmenters=[DistilConfig.segmenter],
                    heads=[HEAD])  # fmt: skip
     return finish_args(p.parse_args(argv), prefix="mt_mixed_quick_")
 
