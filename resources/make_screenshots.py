@@ -5,12 +5,17 @@ second retraining is grabbed while its progress bar runs, and cancelled.
 
     .venv/bin/python resources/make_screenshots.py [--out resources/screenshots] [--scale 2]
 
-It prints the trained model's summary and the balanced accuracy on the images left unlabelled (held out).
+It prints the trained model's summary, the balanced accuracy and median confidence on the images left
+unlabelled (held out), and the app's export of that model (``lrpseg segment --project``) scored against the
+demo's true masks (``lrpseg evaluate``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import sys
 import tempfile
@@ -76,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         called = {rel: probabilities[rel] >= 0.5 for rel in held_out}
         tpr = np.mean([called[r] for r in held_out if truth[r] == "damaged"])
         tnr = np.mean([not called[r] for r in held_out if truth[r] == "undamaged"])
-        print(f"held out: {len(held_out)} images, balanced accuracy {(tpr + tnr) / 2:.3f}")
+        confidence = np.median([max(probabilities[r], 1 - probabilities[r]) for r in held_out])
+        print(f"held out: {len(held_out)} images, balanced accuracy {(tpr + tnr) / 2:.3f}, "
+              f"median max-probability {confidence:.3f}")
         damaged = [r for r in held_out if truth[r] == "damaged"]
         best = max(damaged, key=lambda r: probabilities[r])
         window.sort_combo.setCurrentIndex(window.sort_combo.findData("uncertain"))
@@ -98,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(app, lambda: job.isFinished(), 120, "cancel")
         window.shutdown()
         window.close()
+        export = Path(tmp) / "export"
+        assert lrpseg_main(["segment", "--project", str(folder), "--out", str(export)]) == 0
+        report = io.StringIO()
+        with contextlib.redirect_stdout(report):
+            lrpseg_main(["evaluate", str(export), "--truth", str(folder.parent / "masks"), "--json"])
+        scores = json.loads(report.getvalue())
+        print("the app's export against the demo's masks: "
+              + ", ".join(f"{k} {scores[k]:.3f}" for k in ("iou", "precision", "recall", "ap", "balanced_accuracy")))
     print(f"wrote {args.out / 'main-window.png'} and {args.out / 'retraining.png'}")
     return 0
 
