@@ -540,8 +540,11 @@ class MainWindow(QMainWindow):
         self.model_label.setToolTip(
             f"The classifier in use: {handle.describe()}\n{handle.path or ''}".strip() if handle
             else "Label a few damaged and undamaged images (D / U), then Train (Ctrl+T)")
-        self.rule_label.setText(f"rules: {self.rule_set}")
-        self.segmenter_label.setText(f"segmenter: {self.segmenter}")
+        # bare names: the status message needs the room, and the tooltips say what they are
+        self.rule_label.setText(self.rule_set)
+        self.rule_label.setToolTip("LRP rule set in use (side panel: Rule set)")
+        self.segmenter_label.setText(self.segmenter)
+        self.segmenter_label.setToolTip("Segmenter in use (side panel: Segmenter)")
 
     def show_status(self, message: str, timeout_ms: int = 0) -> None:
         """A message in the status bar (file names that are not UTF-8 shown with U+FFFD)."""
