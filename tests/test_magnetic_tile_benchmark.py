@@ -12,6 +12,7 @@ import torch
 from lrpseg.core.checkpoint import load_checkpoint
 from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, build_vgg_a
 from lrpseg.core.pipeline import analyse
+from lrpseg.core.student.distil import DistilConfig
 from lrpseg.core.train import TrainConfig
 from mt_data import DeviceImages, damage_window_box, eval_set, prepare_pair
 from mt_eval import relevance_maps, score_maps, segment_all
@@ -320,7 +321,8 @@ def test_mixed_quick_run_writes_table_plot_and_result(tmp_path):
     assert mt_mixed.main(["--quick", "--ks", "0", "3", "--unet-epochs", "1", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "mt_mixed.md").read_text().strip().splitlines()
     assert re.fullmatch(r"RESULT iou_k0=[0-9.]+ iou_k3=[0-9.]+ unet_iou=[0-9.]+ device=cpu", report[-1]), report[-1]
-    assert sum(line.startswith(("| 0 | 128n/ours/bmm/r0", "| 3 | 128n/ours/bmm/r0")) for line in report) == 2
+    student = f"128n/{DistilConfig.rule_set}/{DistilConfig.segmenter}/r0"  # the product's teacher by default
+    assert sum(line.startswith((f"| 0 | {student}", f"| 3 | {student}")) for line in report) == 2
     run = json.loads((tmp_path / "mt_mixed.json").read_text())
     assert [len(row["stand_ins"]) for row in run["rows"]] == [0, 3]
     assert (tmp_path / "mt_mixed_iou.png").stat().st_size > 1000
