@@ -176,6 +176,8 @@ class MainWindow(QMainWindow):
     def _build_status_fields(self) -> None:
         self.device_label, self.model_label = QLabel(), QLabel()
         self.rule_label, self.segmenter_label = QLabel(), QLabel()
+        self.rule_label.setToolTip("LRP rule set in use (side panel: Rule set)")
+        self.segmenter_label.setToolTip("Segmenter in use (side panel: Segmenter)")
         for widget in (self.device_label, self.model_label, self.rule_label, self.segmenter_label):
             widget.setObjectName("StatusField")
             self.statusBar().addPermanentWidget(widget)
@@ -542,9 +544,7 @@ class MainWindow(QMainWindow):
             else "Label a few damaged and undamaged images (D / U), then Train (Ctrl+T)")
         # bare names: the status message needs the room, and the tooltips say what they are
         self.rule_label.setText(self.rule_set)
-        self.rule_label.setToolTip("LRP rule set in use (side panel: Rule set)")
         self.segmenter_label.setText(self.segmenter)
-        self.segmenter_label.setToolTip("Segmenter in use (side panel: Segmenter)")
 
     def show_status(self, message: str, timeout_ms: int = 0) -> None:
         """A message in the status bar (file names that are not UTF-8 shown with U+FFFD)."""

@@ -108,18 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     teachers = [(rules, segmenter) for rules in args.rules for segmenter in args.segmenters]
     for rules, segmenter in teachers:
         analyses = [analyse(model, image, rule_set=rules, segmenter=segmenter) for image in test_images]
-        results["lrp"][f"{rules}/{segmenter}"] = score_analyses(analyses, truths)
-        print(f"LRP {rules}/{segmenter}: {results['lrp'][f'{rules}/{segmenter}']}", flush=True)
+        teacher = f"{rules}/{segmenter}"
+        results["lrp"][teacher] = score_analyses(analyses, truths)
+        print(f"LRP {teacher}: {results['lrp'][teacher]}", flush=True)
     for rules, segmenter in teachers:
+        teacher = f"{rules}/{segmenter}"
         for band in args.bands:
             low, high = (float(v) for v in band.split(","))
             config = DistilConfig(rule_set=rules, segmenter=segmenter, band_low=low, band_high=high,
                                   epochs=args.epochs, self_training_rounds=args.self_training,
                                   device="cpu")  # fmt: skip
 
-            def scored(round_, student, segmenter=f"{rules}/{segmenter}", band=band):
+            def scored(round_, student, teacher=teacher, band=band):
                 analyses = [student_analysis(model, student, image) for image in test_images]
-                key = f"{segmenter}/band {band}/r{round_}"
+                key = f"{teacher}/band {band}/r{round_}"
                 results["students"][key] = {**score_analyses(analyses, truths), "threshold": student.threshold}
                 print(f"student {key}: {results['students'][key]}", flush=True)
 
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             student = distil(train_images, train_labels, model, config, on_round=scored)
             seconds = time.perf_counter() - started
             for key in results["students"]:
-                if key.startswith(f"{rules}/{segmenter}/band {band}/"):
+                if key.startswith(f"{teacher}/band {band}/"):
                     results["students"][key]["distil_seconds_all_rounds"] = round(seconds, 1)
             print(f"  distillation {seconds:.0f} s, {student.training['explain_seconds']:.0f} s of it explaining",
                   flush=True)

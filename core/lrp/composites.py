@@ -32,6 +32,7 @@ from lrpseg.core.lrp.rules import (
     FastZBox,
     FastZPlus,
 )
+from lrpseg.core.models import CONV_LAYER_NAMES
 from torch import nn
 from zennit.composites import NameMapComposite
 from zennit.core import Hook, Stabilizer
@@ -79,10 +80,7 @@ TABLE_1: Mapping[str, Mapping[str, str]] = {
     },
 }
 # zennit's EpsilonPlus: z⁺ for every conv (the first one too), ε = 1e-6 (that is LRP-0) for every FC layer.
-EPSILON_PLUS: Mapping[str, str] = {
-    **dict.fromkeys(("conv1_1", "conv2_1", "conv3_1", "conv3_2", *_DEEP), "zplus"),
-    "fc": "lrp0",
-}
+EPSILON_PLUS: Mapping[str, str] = {**dict.fromkeys(CONV_LAYER_NAMES, "zplus"), "fc": "lrp0"}
 _NEEDS_NON_NEGATIVE_INPUT = {"alpha_beta", "gamma", "zplus"}
 _NEEDS_RELU_AFTER = {"gamma"}
 
