@@ -136,6 +136,8 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
     dialog.accept()
     assert target.is_dir()
     qtbot.waitUntil(lambda: not window.job_controller.busy(), timeout=60000)
+    # the thread finishes before its queued success signal reaches the GUI thread, which records the folder
+    qtbot.waitUntil(lambda: window.project.get_setting("last_export_folder") is not None, timeout=10000)
     assert len(export_masks(target)) == 12
     assert window.project.get_setting("last_export_folder") == str(target)
     assert str(target) in window.hint.text()
