@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
-from lrpseg.core.lrp import DEFAULT_RULE_SET
+from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS
 from lrpseg.core.models import VGGA
 from lrpseg.core.pipeline import LRP_BATCH, Outcome, PreparedImage, explain_windows, prepare_image, segment_explained
 from lrpseg.core.segment import DEFAULT_SEGMENTER
@@ -60,6 +60,7 @@ class SegmentOptions:
     batch_size: int = LRP_BATCH
     seed: int = 0
     start: str = "logodds"
+    views: int = DEFAULT_VIEWS
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -165,7 +166,8 @@ def _explain_batch(
     model = models.get()
     try:
         return explain_windows(
-            model, tensor, options.rule_set, options.maxpool, options.start, options.batch_size, pad=True
+            model, tensor, options.rule_set, options.maxpool, options.start, options.batch_size, pad=True,
+            views=options.views,
         )
     except FILE_ERRORS as error:
         return error
@@ -234,7 +236,8 @@ def _segment(options: SegmentOptions, file: _File) -> Outcome:
         return Outcome(file.path, error=file.error)
     try:
         explained = file.prepared.finish(
-            np.stack(file.relevance), np.asarray(file.probability), options.rule_set, options.maxpool, options.start
+            np.stack(file.relevance), np.asarray(file.probability), options.rule_set, options.maxpool, options.start,
+            options.views,
         )
         return Outcome(file.path, analysis=segment_explained(explained, options.segmenter, options.seed))
     except FILE_ERRORS as error:
@@ -291,6 +294,7 @@ def segment_folder(
     maxpool: str = "wta",
     mode: str = "auto",
     start: str = "logodds",
+    views: int = DEFAULT_VIEWS,
     batch_size: int = LRP_BATCH,
     device: torch.device | None = None,
     progress: Callable[[int, int, Path], None] | None = None,
@@ -302,7 +306,7 @@ def segment_folder(
     The work runs in a background thread, a bounded number of files ahead of the caller, so writing the
     outcomes overlaps with LRP. ``progress(done, total, path)`` is called after each file.
     """
-    options = SegmentOptions(rule_set, segmenter, maxpool, mode, batch_size, start=start)
+    options = SegmentOptions(rule_set, segmenter, maxpool, mode, batch_size, start=start, views=views)
     outcomes = in_background(lambda: segment_files(paths, model, options, device, cancel=cancel), maxsize=batch_size)
     for done, outcome in enumerate(outcomes, start=1):
         if progress:

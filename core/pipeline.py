@@ -35,7 +35,7 @@ import torch
 from lrpseg.core.device import resolve_device
 from lrpseg.core.images import MAX_PIXELS
 from lrpseg.core.labels import is_damaged
-from lrpseg.core.lrp import DEFAULT_RULE_SET, explain
+from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS, explain
 from lrpseg.core.models import VGGA
 from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
 from lrpseg.core.segment import DEFAULT_SEGMENTER, SegmentationResult, segment
@@ -189,6 +189,7 @@ def explain_windows(
     start: str = "logodds",
     batch_size: int = LRP_BATCH,
     pad: bool = False,
+    views: int = DEFAULT_VIEWS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LRP relevance ``(K, S, S)`` and P(damaged) ``(K,)`` of ``K`` network inputs, ``batch_size`` at a time.
 
@@ -202,7 +203,7 @@ def explain_windows(
         count = len(chunk)
         if pad and count < batch_size:
             chunk = torch.cat([chunk, chunk.new_zeros((batch_size - count, *chunk.shape[1:]))])
-        explanation = explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool, start=start)
+        explanation = explain(model, chunk, target=1, rule_set=rule_set, maxpool=maxpool, start=start, views=views)
         relevance.append(explanation.relevance[:count].astype(np.float32))
         logits = torch.as_tensor(explanation.logits, dtype=torch.float64)
         probability.append(torch.softmax(logits[:count], dim=1)[:, 1].numpy())
@@ -227,6 +228,7 @@ class ExplainedImage:
     maxpool: str
     mode: str
     start: str = "logodds"
+    views: int = DEFAULT_VIEWS
 
 
 @dataclass
@@ -245,12 +247,19 @@ class PreparedImage:
     combine: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
 
     def finish(
-        self, relevance: np.ndarray, probability: np.ndarray, rule_set: str, maxpool: str, start: str = "logodds"
+        self,
+        relevance: np.ndarray,
+        probability: np.ndarray,
+        rule_set: str,
+        maxpool: str,
+        start: str = "logodds",
+        views: int = DEFAULT_VIEWS,
     ) -> ExplainedImage:
         """The explained image from the windows' ``(K, S, S)`` relevance and ``(K,)`` probabilities."""
         stitched, image_probability = self.combine(relevance, probability)
         return ExplainedImage(
-            float(image_probability), stitched, self.to_original, self.valid, rule_set, maxpool, self.mode, start
+            float(image_probability), stitched, self.to_original, self.valid, rule_set, maxpool, self.mode, start,
+            views,
         )
 
 
@@ -300,6 +309,7 @@ def explain_image(
     device: torch.device | None = None,
     cached: tuple[np.ndarray, float] | None = None,
     start: str = "logodds",
+    views: int = DEFAULT_VIEWS,
 ) -> ExplainedImage:
     """Classify and explain one decoded image.
 
@@ -318,6 +328,9 @@ def explain_image(
         skipped and only the mapping back to the image grid is rebuilt.
     start
         Where relevance starts (:data:`core.lrp.STARTS`): the decision's log-odds (default) or the raw logit.
+    views
+        Views of each window explained and averaged (:data:`core.lrp.VIEWS`): 2 (default) adds the window
+        turned by 180°, 1 is the paper's single pass.
     """
     if device is not None:
         model.to(device)
@@ -327,10 +340,11 @@ def explain_image(
     if cached is not None:
         relevance, probability = cached
         return ExplainedImage(
-            float(probability), relevance, prepared.to_original, prepared.valid, rule_set, maxpool, prepared.mode, start
+            float(probability), relevance, prepared.to_original, prepared.valid, rule_set, maxpool, prepared.mode,
+            start, views,
         )
-    relevance, probability = explain_windows(model, prepared.windows.to(device), rule_set, maxpool, start)
-    return prepared.finish(relevance, probability, rule_set, maxpool, start)
+    relevance, probability = explain_windows(model, prepared.windows.to(device), rule_set, maxpool, start, views=views)
+    return prepared.finish(relevance, probability, rule_set, maxpool, start, views)
 
 
 def segment_explained(explained: ExplainedImage, segmenter: str = DEFAULT_SEGMENTER, seed: int = 0) -> Analysis:
@@ -368,6 +382,7 @@ def analyse(
     device: torch.device | None = None,
     seed: int = 0,
     start: str = "logodds",
+    views: int = DEFAULT_VIEWS,
 ) -> Analysis:
     """Classify, explain and segment one decoded image (:func:`explain_image` + :func:`segment_explained`).
 
@@ -376,7 +391,7 @@ def analyse(
     Analysis
         Relevance, score, mask and ``valid`` on the original image grid.
     """
-    explained = explain_image(model, image, rule_set, maxpool, mode, device, start=start)
+    explained = explain_image(model, image, rule_set, maxpool, mode, device, start=start, views=views)
     return segment_explained(explained, segmenter, seed)
 
 

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from lrpseg.core.lrp import DEFAULT_VIEWS
 from lrpseg.core.model_registry import LoadedModel
 from lrpseg.core.pipeline import ExplainedImage, choose_mode, explain_image
 
@@ -20,14 +21,18 @@ __all__ = ["RelevanceCache", "explain_cached", "model_grid_shape", "relevance_ca
 log = logging.getLogger(__name__)
 
 
-def relevance_cache_key(rule_set: str, maxpool: str, mode: str, start: str = "logodds") -> str:
-    """The key under which a project caches a relevance map, e.g. ``"ours|wta|crop|logodds"``.
+def relevance_cache_key(
+    rule_set: str, maxpool: str, mode: str, start: str = "logodds", views: int = DEFAULT_VIEWS
+) -> str:
+    """The key under which a project caches a relevance map, e.g. ``"ours|wta|crop|logodds|2views"``.
 
-    The project keys maps by image, model and one string; the max-pool mode, the resolved coverage mode and
-    where relevance starts change the map too, so they are part of that string (maps cached by versions that
-    started from the raw logit have keys without the start, and are never mistaken for log-odds maps).
+    The project keys maps by image, model and one string; the max-pool mode, the resolved coverage mode, where
+    relevance starts and how many views were averaged change the map too, so they are part of that string (maps
+    cached by versions that started from the raw logit have keys without the start, and single-view maps keys
+    without the views, so neither is mistaken for a map of today's default).
     """
-    return f"{rule_set}|{maxpool}|{mode}|{start}"
+    key = f"{rule_set}|{maxpool}|{mode}|{start}"
+    return key if views == 1 else f"{key}|{views}views"
 
 
 def model_grid_shape(image_shape: tuple[int, ...], input_size: int, mode: str) -> tuple[int, int]:
@@ -91,6 +96,7 @@ def explain_cached(
     cache: RelevanceCache | None,
     mode: str = "auto",
     start: str = "logodds",
+    views: int = DEFAULT_VIEWS,
 ) -> ExplainedImage:
     """Explain one decoded image: from ``cache`` when stored there, else by LRP (then stored).
 
@@ -102,19 +108,20 @@ def explain_cached(
         The decoded image of ``rel``.
     rel : str
         The image's path relative to the project folder (the cache key).
-    rule_set, maxpool, mode, start : str
+    rule_set, maxpool, mode, start, views
         As for :func:`lrpseg.core.pipeline.explain_image`.
     cache : RelevanceCache or None
         Where explanations are looked up and stored (None: always run LRP, store nothing).
     """
     mode = choose_mode(image.shape, loaded.model.input_size, mode)
-    key = relevance_cache_key(rule_set, maxpool, mode, start)
+    key = relevance_cache_key(rule_set, maxpool, mode, start, views)
     cached = None
     if cache is not None:
         shape = model_grid_shape(image.shape, loaded.model.input_size, mode)
         cached = cache.load(rel, loaded.model_id, key, shape)
     with loaded.lock:
-        explained = explain_image(loaded.model, image, rule_set, maxpool, mode, cached=cached, start=start)
+        explained = explain_image(loaded.model, image, rule_set, maxpool, mode, cached=cached, start=start,
+                                  views=views)
     if cached is None and cache is not None:
         cache.store(rel, loaded.model_id, key, explained)
     return explained

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lrpseg.core.cancel import CancelToken, check
 from lrpseg.core.images import ImageReadError, read_image
-from lrpseg.core.lrp import DEFAULT_RULE_SET, RULE_SETS
+from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS, RULE_SETS
 from lrpseg.core.model_registry import LoadedModel, ModelRegistry
 from lrpseg.core.pipeline import Analysis, Outcome, segment_explained
 from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
@@ -150,6 +150,7 @@ class Workflow:
     maxpool: str = DEFAULT_MAXPOOL
     mode: str = "auto"
     start: str = "logodds"
+    views: int = DEFAULT_VIEWS
     student: Student | None = None
     student_path: Path | None = None
 
@@ -166,11 +167,11 @@ class Workflow:
         device: torch.device,
         registry: ModelRegistry | None = None,
         model_path: Path | None = None,
-        **choices: str,
+        **choices: str | int | None,
     ) -> Workflow:
         """The workflow the GUI runs for ``project``: its remembered model (or ``model_path``), its stored rule
-        set and segmenter; ``choices`` (``rule_set``, ``segmenter``, ``maxpool``, ``mode``, ``start``) replace
-        those.
+        set and segmenter; ``choices`` (``rule_set``, ``segmenter``, ``maxpool``, ``mode``, ``start``,
+        ``views``) replace those.
 
         Raises
         ------
@@ -206,7 +207,7 @@ class Workflow:
         image = read_image(self.root / rel) if explained is None or self.student is not None else None
         if explained is None:
             explained = explain_cached(
-                self.model, image, rel, self.rule_set, self.maxpool, self.cache, self.mode, self.start
+                self.model, image, rel, self.rule_set, self.maxpool, self.cache, self.mode, self.start, self.views
             )
         analysis = segment_explained(explained, self.segmenter)
         return analysis if self.student is None else refine(analysis, self.student, image)
@@ -249,6 +250,7 @@ class Workflow:
             "maxpool": self.maxpool,
             "mode": self.mode,
             "relevance_start": self.start,
+            "views": self.views,
             **({"mask_source": EXPLANATION} if self.student is None
                else student_provenance(self.student_path, self.student)),
         }

@@ -12,12 +12,20 @@ from lrpseg.core.lrp.composites import check_maxpool
 from lrpseg.core.lrp.registry import DEFAULT_RULE_SET, RULE_SETS, RuleSet
 from torch import nn
 
-__all__ = ["STARTS", "Explanation", "explain", "relevance_tensor"]
+__all__ = ["DEFAULT_VIEWS", "STARTS", "VIEWS", "Explanation", "explain", "relevance_tensor"]
 
 # Where relevance starts. "logodds": the decision z_target − z_other (two classes), i.e. the final layer
 # explained as W_target − W_other, so a map never flips sign when both logits shift together. "logit": the
 # paper's start, the raw logit of the target class; a negative logit inverts the whole map.
 STARTS = ("logodds", "logit")
+
+# How many views of each input are explained and averaged. 1: the paper's single pass. 2: also the input turned by
+# 180° (both flips, which the paper's training augmentation and ours include), its map turned back. LRP through
+# max-pool winners, padding and strided layers leaves artefacts tied to the input's orientation; the turned view
+# carries them mirrored and the average cancels them. Measured in benchmarks/RESULTS.md ("Two views"): +0.036 to
+# +0.040 IoU on three demo models and +0.065 on Magnetic Tile, for twice the LRP work.
+VIEWS = (1, 2)
+DEFAULT_VIEWS = 2
 
 
 @dataclass
@@ -38,6 +46,8 @@ class Explanation:
         Class whose logit the relevance started from.
     start : str
         "logodds" (the decision) or "logit" (the paper's raw logit), see :data:`STARTS`.
+    views : int
+        How many views of each image were explained and averaged, see :data:`VIEWS`.
     """
 
     relevance: np.ndarray
@@ -46,6 +56,7 @@ class Explanation:
     maxpool: str
     target: int
     start: str = "logodds"
+    views: int = 1
 
 
 @contextmanager
@@ -107,6 +118,7 @@ def explain(
     maxpool: str = "wta",
     dtype: torch.dtype = torch.float32,
     start: str = "logodds",
+    views: int = DEFAULT_VIEWS,
 ) -> Explanation:
     """LRP relevance maps of ``images`` for class ``target``.
 
@@ -129,6 +141,10 @@ def explain(
     start : {"logodds", "logit"}
         Starting relevance (:func:`start_relevance`): the decision's log-odds (default) or the paper's raw
         logit of ``target``.
+    views : {1, 2}
+        1: the paper's single LRP pass. 2 (default): the mean of the maps of each image and of the image turned
+        by 180° (its map turned back), see :data:`VIEWS`. Each view's map is exact LRP of the model; the logits
+        are always those of the images as given.
 
     Returns
     -------
@@ -142,19 +158,27 @@ def explain(
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(target, int) or target < 0 or (num_classes is not None and target >= num_classes):
         raise ValueError(f"target must be a class index below {num_classes}, not {target!r}")
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, not {views!r}")
     param = next(model.parameters())
     if param.dtype != dtype:
         model = copy.deepcopy(model).to(dtype)
     if images.is_inference():
         images = images.clone()  # inference-mode tensors cannot enter autograd
     images = images.to(device=param.device, dtype=dtype)
+    rules = RULE_SETS[rule_set]
     with _eval_mode(model):
-        relevance, logits = relevance_tensor(model, images, target, RULE_SETS[rule_set], maxpool, start)
+        relevance, logits = relevance_tensor(model, images, target, rules, maxpool, start)
+        relevance = relevance.sum(dim=1)
+        if views == 2:  # a pass of its own: the same batch size, so the same kernels, as the first view
+            turned, _ = relevance_tensor(model, images.flip(-2, -1), target, rules, maxpool, start)
+            relevance = (relevance + turned.sum(dim=1).flip(-2, -1)) / 2
     return Explanation(
-        relevance=relevance.sum(dim=1).cpu().numpy(),
+        relevance=relevance.cpu().numpy(),
         logits=logits.cpu().numpy(),
         rule_set=rule_set,
         maxpool=maxpool,
         target=target,
         start=start,
+        views=views,
     )

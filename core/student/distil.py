@@ -32,7 +32,7 @@ from lrpseg.core.device import describe_device, resolve_device
 from lrpseg.core.export import file_sha256
 from lrpseg.core.images import read_image
 from lrpseg.core.labels import DAMAGED, UNDAMAGED
-from lrpseg.core.lrp import DEFAULT_RULE_SET
+from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS
 from lrpseg.core.models import VGGA
 from lrpseg.core.pipeline import explain_image, segment_explained
 from lrpseg.core.segment import DEFAULT_SEGMENTER
@@ -73,6 +73,7 @@ class DistilConfig:
     segmenter: str = DEFAULT_SEGMENTER
     maxpool: str = "wta"
     mode: str = "auto"
+    views: int = DEFAULT_VIEWS
     band_low: float = 0.1
     band_high: float = 0.1
     self_training_rounds: int = 0
@@ -141,7 +142,7 @@ def _teacher_examples(model, images, names, roles, config, meter):
                                          "background", name))  # fmt: skip
             meter.advance(0.0, "explain", i + 1, len(images))
             continue
-        explained = explain_image(model, image, config.rule_set, config.maxpool, config.mode)
+        explained = explain_image(model, image, config.rule_set, config.maxpool, config.mode, views=config.views)
         analysis = segment_explained(explained, config.segmenter, seed=config.seed)
         seg = analysis.segmentation
         target, weight = band_target(seg.score, seg.threshold, config.band_low, config.band_high, analysis.valid)
