@@ -149,6 +149,9 @@ def test_export_dialog_creates_a_new_folder_in_one_step(make_window, demo_folder
     folder, reason = prepare_export_folder(str(demo_folder), demo_folder)  # masks would take the images' places
     assert folder is None and "is the image folder itself" in reason
     assert prepare_export_folder("rel/out", demo_folder) == (demo_folder.parent / "rel" / "out", "")
+    # the commands come back when the job manager forgets the job, on the thread's finished signal: after the
+    # success handler, so a trigger before then hits a disabled action
+    qtbot.waitUntil(lambda: window.commands["export"].isEnabled(), timeout=10000)
     window.commands["export"].trigger()
     again = [d for d in window.findChildren(ExportDialog) if d.isVisible()][-1]
     assert Path(again.path.text()) == target  # the last export folder is suggested next time
