@@ -7,6 +7,7 @@ import pytest
 import torch
 from lrpseg.core.checkpoint import save_checkpoint
 from lrpseg.core.cli import main
+from lrpseg.core.export_layout import SCORES_DIR
 from lrpseg.core.lrp import DEFAULT_VIEWS, explain
 from lrpseg.core.models import build_vgg_a
 from lrpseg.core.relevance_cache import relevance_cache_key
@@ -58,14 +59,22 @@ def test_cache_keys_tell_the_views_apart_and_keep_single_view_keys():
     assert relevance_cache_key("ours", "wta", "crop") == relevance_cache_key("ours", "wta", "crop", views=DEFAULT_VIEWS)
 
 
-def test_segment_records_the_views_it_used(tmp_path, model):
+def test_segment_uses_and_records_the_views_asked_for(tmp_path, model):
     main(["demo", str(tmp_path / "d"), "--damaged", "2", "--undamaged", "2", "--size", "64"])
+    with torch.no_grad():  # every image called damaged, so every image gets a score map
+        model.classifier.fc3.bias.copy_(torch.tensor([0.0, 20.0]))
     save_checkpoint(tmp_path / "m.safetensors", model)
-    for views in ("1", "2"):
-        out = tmp_path / f"out{views}"
-        assert main(["segment", str(tmp_path / "d" / "images"), "--model", str(tmp_path / "m.safetensors"),
-                     "--out", str(out), "--views", views]) == 0
-        assert json.loads((out / "provenance.json").read_text())["views"] == int(views)
-    assert main(["segment", str(tmp_path / "d" / "images"), "--model", str(tmp_path / "m.safetensors"),
-                 "--out", str(tmp_path / "default")]) == 0
-    assert json.loads((tmp_path / "default" / "provenance.json").read_text())["views"] == DEFAULT_VIEWS
+    images = tmp_path / "d" / "images"
+    sources = {"folder": [str(images)], "project": ["--project", str(images)]}
+    for source, where in sources.items():
+        scores = {}
+        for views in (None, "1", "2"):
+            out = tmp_path / f"{source}{views}"
+            flags = [] if views is None else ["--views", views]
+            assert main(["segment", *where, "--model", str(tmp_path / "m.safetensors"), "--out", str(out),
+                         *flags]) == 0
+            assert json.loads((out / "provenance.json").read_text())["views"] == int(views or DEFAULT_VIEWS)
+            scores[views] = [np.load(path) for path in sorted((out / SCORES_DIR).rglob("*.npy"))]
+        assert len(scores["1"]) == 4
+        assert all(np.array_equal(a, b) for a, b in zip(scores[None], scores[str(DEFAULT_VIEWS)], strict=True))
+        assert not any(np.array_equal(a, b) for a, b in zip(scores["1"], scores["2"], strict=True)), source
