@@ -288,26 +288,21 @@ def segment_files(
 def segment_folder(
     paths: Sequence[Path],
     model: VGGA,
+    options: SegmentOptions = SegmentOptions(),
     *,
-    rule_set: str = DEFAULT_RULE_SET,
-    segmenter: str = DEFAULT_SEGMENTER,
-    maxpool: str = "wta",
-    mode: str = "auto",
-    start: str = "logodds",
-    views: int = DEFAULT_VIEWS,
-    batch_size: int = LRP_BATCH,
     device: torch.device | None = None,
     progress: Callable[[int, int, Path], None] | None = None,
     cancel: CancelToken | None = None,
 ) -> Iterator[Outcome]:
-    """Analyse many files with the batched engine; a file that cannot be read or processed yields an
-    :class:`Outcome` with an error, and the run goes on.
+    """Analyse many files with the batched engine (``options``: what to compute, as every engine takes it); a
+    file that cannot be read or processed yields an :class:`Outcome` with an error, and the run goes on.
 
     The work runs in a background thread, a bounded number of files ahead of the caller, so writing the
     outcomes overlaps with LRP. ``progress(done, total, path)`` is called after each file.
     """
-    options = SegmentOptions(rule_set, segmenter, maxpool, mode, batch_size, start=start, views=views)
-    outcomes = in_background(lambda: segment_files(paths, model, options, device, cancel=cancel), maxsize=batch_size)
+    outcomes = in_background(
+        lambda: segment_files(paths, model, options, device, cancel=cancel), maxsize=options.batch_size
+    )
     for done, outcome in enumerate(outcomes, start=1):
         if progress:
             progress(done, len(paths), outcome.path)

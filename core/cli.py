@@ -445,18 +445,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         elif student is not None:
             outcomes = segment_folder_student(todo, model.to(device), student, mode=args.mode)
         elif engine is None:
-            outcomes = segment_folder(
-                todo,
-                model,
-                rule_set=options.rule_set,
-                segmenter=options.segmenter,
-                maxpool=options.maxpool,
-                mode=options.mode,
-                start=options.start,
-                views=options.views,
-                batch_size=options.batch_size,
-                device=device,
-            )
+            outcomes = segment_folder(todo, model, options, device=device)
         else:
             outcomes = streams.enter_context(contextlib.closing(engine.segment(todo, args.model, options)))
         with tqdm(outcomes, total=len(todo), unit="image", desc="segmenting", file=sys.stderr) as progress:

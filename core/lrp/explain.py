@@ -22,8 +22,8 @@ STARTS = ("logodds", "logit")
 # How many views of each input are explained and averaged. 1: the paper's single pass. 2: also the input turned by
 # 180° (both flips, which the paper's training augmentation and ours include), its map turned back. LRP through
 # max-pool winners, padding and strided layers leaves artefacts tied to the input's orientation; the turned view
-# carries them mirrored and the average cancels them. Measured in benchmarks/RESULTS.md ("Two views"): +0.036 to
-# +0.040 IoU on three demo models and +0.065 on Magnetic Tile, for twice the LRP work.
+# carries them mirrored and the average cancels them. Measured in benchmarks/RESULTS.md ("Two views"): +0.009 to
+# +0.043 IoU on four demo models (a fifth unchanged) and +0.053 to +0.065 on Magnetic Tile, for twice the LRP work.
 VIEWS = (1, 2)
 DEFAULT_VIEWS = 2
 

@@ -73,7 +73,8 @@ def test_segment_folder_reports_bad_files_and_goes_on(model, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     seen = []
-    outcomes = list(segment_folder([bad, good], model, segmenter="simple", progress=lambda *a: seen.append(a)))
+    outcomes = list(segment_folder([bad, good], model, SegmentOptions(segmenter="simple"),
+                                   progress=lambda *a: seen.append(a)))
     assert outcomes[0].analysis is None and "bad.png" in outcomes[0].error
     assert outcomes[1].error is None and outcomes[1].analysis.relevance.shape == (32, 32)
     assert [s[:2] for s in seen] == [(1, 2), (2, 2)]
