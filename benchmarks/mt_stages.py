@@ -46,11 +46,13 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
     if trainer == "device":
         val_batch, _, source = eval_set(val_images, val_masks, args.input_size, IMAGENET_MEAN, IMAGENET_STD)
         return fit_on_device(train_images, train_targets, val_batch, val_targets[source], config, args.amp, progress)
-    # core.train.fit takes decoded images: validation = centre crops of the images and their mirror images
-    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in val_images] + [
-        np.ascontiguousarray(im[::-1]) for im in val_images
-    ]
-    return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress)
+    return fit(train_images, train_targets, *with_mirrors(val_images, val_targets), config, progress)
+
+
+def with_mirrors(images, targets) -> tuple[list[np.ndarray], np.ndarray]:
+    """Validation for ``core.train.fit`` (decoded images): the images and their left-right and up-down mirrors."""
+    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in images] + [np.ascontiguousarray(im[::-1]) for im in images]
+    return list(images) + flipped, np.tile(targets, 3)
 
 
 def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torch.device):
