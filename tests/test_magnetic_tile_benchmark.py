@@ -340,3 +340,16 @@ def test_train_reliability_runs_the_magnetic_tile_half_and_judges_it_by_the_head
     assert 0.0 <= row["iou"] <= 1.0 and 0.5 <= row["median_confidence"] <= 1.0
     assert row["failed"] == (row["balanced_accuracy"] < train_reliability.MT_BEST["onefc"] - 0.05)
     assert capsys.readouterr().out.splitlines()[-1] == f"RESULT runs=1 failed={int(row['failed'])}"
+
+
+def test_reliability_renormalises_imagenet_crops_to_the_models_own_statistics():
+    import train_reliability
+    from lrpseg.core.preprocess import prepare_eval
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    model = build_vgg_a("onefc", width=0.125, input_size=64, mean=(0.3, 0.4, 0.5), std=(0.1, 0.2, 0.3))
+    imagenet = prepare_eval(image, 64, IMAGENET_MEAN, IMAGENET_STD)[0][None]
+    own = prepare_eval(image, 64, model.mean, model.std)[0][None]
+    assert not torch.allclose(imagenet, own, atol=1e-3)
+    torch.testing.assert_close(train_reliability.renormalised(imagenet, model), own, atol=1e-5, rtol=1e-5)
