@@ -286,3 +286,34 @@ def test_outline_of_score_and_of_a_corrected_mask_match_the_morphological_defini
             viewer.manual_mask_changed(edit.add_point(x, y))
         edit.end_stroke()
         np.testing.assert_array_equal(viewer.mask_item.image, reference(edit.mask))
+
+
+def test_zoomed_out_outline_is_the_full_outline_at_every_strideth_pixel_and_follows_the_zoom(qtbot):
+    """Fitted into a small viewer, a 1600² outline is rendered only at the pixels a nearest-neighbour zoom-out
+    shows, stretched over the whole image; zoomed in, at full resolution again."""
+    from lrpseg.app.viewer import ImageViewer, OutlineRenderer, threshold_index
+
+    size = 1600
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    index = (np.clip(0.5 + 0.5 * np.sin(9 * xx + 4 * yy), 0, 1) * 255).round().astype(np.uint8)
+    viewer = ImageViewer()
+    qtbot.addWidget(viewer)
+    viewer.resize(400, 400)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+    viewer.set_image(np.zeros((size, size, 3), np.uint8))
+    viewer.set_score(index, 0.5)
+    viewer.set_mask_style("outline")
+    full = OutlineRenderer(index).render(threshold_index(0.5)).copy()
+    stride = viewer._outline_stride
+    assert stride >= 3  # 1600 pixels in at most 400 screen pixels
+    np.testing.assert_array_equal(viewer.mask_item.image, full[::stride, ::stride])
+    assert viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect()).getRect() == (0, 0, size, size)
+    viewer.set_threshold(0.7)
+    expected = OutlineRenderer(index).render(threshold_index(0.7))[::stride, ::stride]
+    np.testing.assert_array_equal(viewer.mask_item.image, expected)
+
+    viewer.view.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
+    qtbot.waitUntil(lambda: viewer._outline_stride == 1)
+    np.testing.assert_array_equal(viewer.mask_item.image, OutlineRenderer(index).render(threshold_index(0.7)))
+    assert viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect()).getRect() == (0, 0, size, size)
