@@ -7,7 +7,8 @@ keeps a slider tick within a few milliseconds even at 2048² (measured offscreen
 7.6 ms for recomputing and re-setting the mask image). The outline style needs the
 mask's border, which no lookup table can give: a pixel is on the border when it is in the mask and the lowest
 score in its neighbourhood is not, so the neighbourhood minimum is computed once per score map
-(:func:`outline_minimum`) and a tick only compares two uint8 images with the threshold.
+(:func:`outline_minimum`) and a tick only compares two uint8 images with the threshold, at screen resolution
+when the image is zoomed out (:class:`OutlineRenderer`'s ``stride``).
 
 A hand-corrected mask (:meth:`ImageViewer.set_manual_mask`) replaces the thresholded score while it is shown;
 the mask editor changes it in place and reports the changed box (:meth:`ImageViewer.manual_mask_changed`), so
