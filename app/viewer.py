@@ -7,8 +7,9 @@ keeps a slider tick within a few milliseconds even at 2048² (measured offscreen
 7.6 ms for recomputing and re-setting the mask image). The outline style needs the
 mask's border, which no lookup table can give: a pixel is on the border when it is in the mask and the lowest
 score in its neighbourhood is not, so the neighbourhood minimum is computed once per score map
-(:func:`outline_minimum`) and a tick only compares two uint8 images with the threshold, at screen resolution
-when the image is zoomed out (:class:`OutlineRenderer`'s ``stride``).
+(:func:`outline_minimum`) and a tick only compares two uint8 images with the threshold. Zoomed out, both
+styles work on every ``stride``-th pixel only (image pixels per screen pixel), which is all that Qt's
+nearest-neighbour scaling shows.
 
 A hand-corrected mask (:meth:`ImageViewer.set_manual_mask`) replaces the thresholded score while it is shown;
 the mask editor changes it in place and reports the changed box (:meth:`ImageViewer.manual_mask_changed`), so
@@ -170,7 +171,7 @@ class ImageViewer(pg.GraphicsView):
         self.threshold = 0.5
         self._score_index: np.ndarray | None = None
         self._outline_renderer: OutlineRenderer | None = None
-        self._outline_stride = 1
+        self._mask_stride = 1
         self._manual: np.ndarray | None = None
         self._manual_outline: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
@@ -269,12 +270,14 @@ class ImageViewer(pg.GraphicsView):
         if self.mask_style == "outline":
             if self._outline_renderer is None:
                 self._outline_renderer = OutlineRenderer(self._score_index)
-            self._outline_stride = self._screen_stride()
-            self._show_mask(self._outline_renderer.render(threshold_index(self.threshold), self._outline_stride))
+            self._mask_stride = self._screen_stride()
+            self._show_mask(self._outline_renderer.render(threshold_index(self.threshold), self._mask_stride))
             self.mask_item.setLookupTable(self._outline_lut())
         else:
-            if new_image:
-                self._show_mask(self._score_index)
+            stride = self._screen_stride()
+            if new_image or stride != self._mask_stride:
+                self._mask_stride = stride
+                self._show_mask(np.ascontiguousarray(self._score_index[::stride, ::stride]))
             self.mask_item.setLookupTable(mask_lut(self.threshold, enabled=self.mask_enabled))
         self.mask_item.setVisible(self.mask_visible)
 
@@ -285,10 +288,10 @@ class ImageViewer(pg.GraphicsView):
         self.mask_item.setRect(QRectF(0, 0, width, height))
 
     def _screen_stride(self) -> int:
-        """Image pixels per screen pixel, rounded down (at least 1): the outline needs no finer raster.
+        """Image pixels per screen pixel, rounded down (at least 1): the mask overlay needs no finer raster.
 
-        A thresholded outline at 2048² costs about 1.5 ms per tick at full resolution. Zoomed out to fit the
-        viewer, Qt's nearest-neighbour scaling shows only one pixel in ``stride²`` of it anyway.
+        Zoomed out to fit the viewer, Qt's nearest-neighbour scaling shows only one pixel in ``stride²`` of
+        the overlay, but a tick at 2048² thresholded (outline) and converted all 4 M of them.
         """
         try:
             pixel = min(self.view.viewPixelSize())
@@ -297,8 +300,7 @@ class ImageViewer(pg.GraphicsView):
         return max(1, int(pixel)) if math.isfinite(pixel) else 1
 
     def _view_transform_changed(self, *_args) -> None:
-        if (self.mask_style == "outline" and self._manual is None and self._score_index is not None
-                and self._screen_stride() != self._outline_stride):  # fmt: skip
+        if self._manual is None and self._score_index is not None and self._screen_stride() != self._mask_stride:
             self._render_mask(new_image=False)
 
     def _outline_lut(self, enabled: bool | None = None) -> np.ndarray:

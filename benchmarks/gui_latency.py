@@ -3,7 +3,9 @@
 1. Threshold slider tick -> repainted frame, with a 224² and a 2048² image, score map and heatmap on screen:
    ``slider.setValue`` (the same path a drag takes from ``valueChanged`` on) then the event loop until the
    viewer has painted. Fill style changes only the mask's lookup table; outline style (compares the score
-   and its precomputed neighbourhood minimum with the threshold) is reported too.
+   and its precomputed neighbourhood minimum with the threshold, at screen resolution when zoomed out) is
+   reported too, and beside it ``outline-full``: the same with the outline computed at full resolution, as
+   before the viewer's stride, so the ratio is measured in one run.
 2. Brush strokes (:mod:`gui_brush`) at 224² and 2048², fill and outline style: a mouse move with the left
    button held -> the corrected mask's overlay repainted (target: median 8 ms).
 3. Longest event-loop stall while training and LRP run in the background: a 5 ms QTimer records the gaps
@@ -109,6 +111,10 @@ def bench_ticks(app, window, size: int, ticks: int, style: str = "fill") -> tupl
     viewer.set_image(rgb)
     viewer.set_relevance(relevance)
     viewer.set_score(score, 0.5)
+    full_resolution = style == "outline-full"
+    if full_resolution:
+        viewer._screen_stride = lambda: 1  # the outline at every image pixel, zoomed out or not
+        style = "outline"
     viewer.set_mask_style(style)
     panel.set_threshold_enabled(True)
     panel.show_threshold(0.5, 0.5, False)
@@ -128,6 +134,8 @@ def bench_ticks(app, window, size: int, ticks: int, style: str = "fill") -> tupl
             times.append(elapsed)
             cpu.append(elapsed_cpu)
     viewer.set_mask_style("fill")
+    if full_resolution:
+        del viewer._screen_stride
     return times, cpu
 
 
@@ -354,10 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     ticks = 60 if args.quick else 300
     results, strokes = {}, {}
     for size in (224, 2048) if "ticks" in parts else ():
-        for style in ("fill", "outline"):
+        for style in ("fill", "outline", "outline-full"):
             times, cpu = bench_ticks(app, window, size, ticks if style == "fill" else ticks // 3, style)
             results[(size, style)] = times
-            print(f"tick {size}² {style:7s}: median {np.median(times):.2f} ms, "
+            print(f"tick {size}² {style:12s}: median {np.median(times):.2f} ms, "
                   f"p95 {np.percentile(times, 95):.2f} ms, max {np.max(times):.2f} ms over {len(times)} ticks; "
                   f"GUI-thread CPU median {np.median(cpu):.2f} ms")
 
@@ -402,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(f"open_{args.images}_s={opened['first_paint_s']:.3f} "
                        f"scroll_frame_max_ms={opened['scroll_frame_max_ms']:.1f}")
     if results:
-        summary.append(f"tick_2048_outline_ms={np.median(results[(2048, 'outline')]):.2f}")
+        summary.append(f"tick_2048_outline_ms={np.median(results[(2048, 'outline')]):.2f} "
+                       f"tick_2048_outline_full_ms={np.median(results[(2048, 'outline-full')]):.2f}")
     if strokes:
         summary.append(" ".join(f"stroke_{size}_{style}_ms={np.median(times):.2f}"
                                 for (size, style), times in strokes.items()))

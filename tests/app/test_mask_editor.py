@@ -288,9 +288,9 @@ def test_outline_of_score_and_of_a_corrected_mask_match_the_morphological_defini
         np.testing.assert_array_equal(viewer.mask_item.image, reference(edit.mask))
 
 
-def test_zoomed_out_outline_is_the_full_outline_at_every_strideth_pixel_and_follows_the_zoom(qtbot):
-    """Fitted into a small viewer, a 1600² outline is rendered only at the pixels a nearest-neighbour zoom-out
-    shows, stretched over the whole image; zoomed in, at full resolution again."""
+def test_zoomed_out_mask_overlay_is_the_full_one_at_every_strideth_pixel_and_follows_the_zoom(qtbot):
+    """Fitted into a small viewer, a 1600² mask overlay (outline or fill) is rendered only at the pixels a
+    nearest-neighbour zoom-out shows, stretched over the whole image; zoomed in, at full resolution again."""
     from lrpseg.app.viewer import ImageViewer, OutlineRenderer, threshold_index
 
     size = 1600
@@ -305,7 +305,7 @@ def test_zoomed_out_outline_is_the_full_outline_at_every_strideth_pixel_and_foll
     viewer.set_score(index, 0.5)
     viewer.set_mask_style("outline")
     full = OutlineRenderer(index).render(threshold_index(0.5)).copy()
-    stride = viewer._outline_stride
+    stride = viewer._mask_stride
     assert stride >= 3  # 1600 pixels in at most 400 screen pixels
     np.testing.assert_array_equal(viewer.mask_item.image, full[::stride, ::stride])
     assert viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect()).getRect() == (0, 0, size, size)
@@ -313,7 +313,17 @@ def test_zoomed_out_outline_is_the_full_outline_at_every_strideth_pixel_and_foll
     expected = OutlineRenderer(index).render(threshold_index(0.7))[::stride, ::stride]
     np.testing.assert_array_equal(viewer.mask_item.image, expected)
 
+    viewer.set_mask_style("fill")  # the score itself at every stride-th pixel; a tick swaps the lookup table
+    shown = viewer.mask_item.image
+    np.testing.assert_array_equal(shown, index[::stride, ::stride])
+    viewer.set_threshold(0.4)
+    assert viewer.mask_item.image is shown
+    np.testing.assert_array_equal(viewer.displayed_mask(), index >= threshold_index(0.4))
+    viewer.set_mask_style("outline")
+
     viewer.view.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
-    qtbot.waitUntil(lambda: viewer._outline_stride == 1)
-    np.testing.assert_array_equal(viewer.mask_item.image, OutlineRenderer(index).render(threshold_index(0.7)))
+    qtbot.waitUntil(lambda: viewer._mask_stride == 1)
+    np.testing.assert_array_equal(viewer.mask_item.image, OutlineRenderer(index).render(threshold_index(0.4)))
     assert viewer.mask_item.mapRectToParent(viewer.mask_item.boundingRect()).getRect() == (0, 0, size, size)
+    viewer.set_mask_style("fill")
+    np.testing.assert_array_equal(viewer.mask_item.image, index)
