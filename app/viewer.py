@@ -282,7 +282,7 @@ class ImageViewer(pg.GraphicsView):
         self.mask_item.setVisible(self.mask_visible)
 
     def _show_mask(self, image: np.ndarray) -> None:
-        """Set the mask item's image, stretched over the whole image (it may be a strided outline)."""
+        """Set the mask item's image, stretched over the whole image (it may be a strided copy)."""
         self.mask_item.setImage(image, autoLevels=False, levels=None)
         height, width = self._shape or image.shape[:2]
         self.mask_item.setRect(QRectF(0, 0, width, height))

@@ -14,7 +14,7 @@ Data:
   is drawn with the seed too), trained like the demo with the ``TrainConfig`` defaults on that split (validation:
   the validation images and their mirrors). ``--mt-training committed`` trains with the benchmark's own pinned
   rules instead (50 epochs, conv LR 1e-3, ImageNet normalisation, the paper's augmentation, no minimum epochs):
-  with those, seed 1 collapses (every ReLU of the head off for every image from epoch 5) and never recovers.
+  with those, seed 1 collapses (from epoch 5 its output no longer depends on the image) and never recovers.
   Held out: the test split's crops and flips; IoU and AP of the rule set and segmenter (default: the
   product's) on the damaged test crops. A run fails below the best committed test balanced accuracy of its
   head minus 0.05 (:data:`MT_BEST`). One run takes about 10-15 minutes on an idle 2-core CPU; ``--mt-quick``
