@@ -27,9 +27,12 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def train_head(head, args, device, trainer, train_images, train_targets, val_images, val_masks, val_targets):
-    """Train one classifier with ``core.train.fit`` or :func:`benchmarks.mt_train.fit_on_device`."""
-    config = TrainConfig(
+def train_head(head, args, device, trainer, train_images, train_targets, val_images, val_masks, val_targets,
+               config: TrainConfig | None = None):
+    """Train one classifier with ``core.train.fit`` or :func:`benchmarks.mt_train.fit_on_device`; ``config``
+    replaces the committed configuration built from ``args`` (core trainer: the device trainer validates on
+    ImageNet-normalised crops)."""
+    config = config or TrainConfig(
         head=head, width=args.width, input_size=args.input_size, epochs=args.epochs,
         batch_size=args.batch_size, lr_fc=args.lr_fc, lr_conv=args.lr_conv, optimizer=args.optimizer,
         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=str(device),
@@ -46,13 +49,11 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
     if trainer == "device":
         val_batch, _, source = eval_set(val_images, val_masks, args.input_size, IMAGENET_MEAN, IMAGENET_STD)
         return fit_on_device(train_images, train_targets, val_batch, val_targets[source], config, args.amp, progress)
-    return fit(train_images, train_targets, *with_mirrors(val_images, val_targets), config, progress)
-
-
-def with_mirrors(images, targets) -> tuple[list[np.ndarray], np.ndarray]:
-    """Validation for ``core.train.fit`` (decoded images): the images and their left-right and up-down mirrors."""
-    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in images] + [np.ascontiguousarray(im[::-1]) for im in images]
-    return list(images) + flipped, np.tile(targets, 3)
+    # core.train.fit takes decoded images: validation = centre crops of the images and their mirror images
+    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in val_images] + [
+        np.ascontiguousarray(im[::-1]) for im in val_images
+    ]
+    return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress)
 
 
 def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torch.device):
@@ -147,19 +148,20 @@ def train_unet_baseline(args: argparse.Namespace, data: SplitData, device: torch
 
 
 def classifier(head: str, args: argparse.Namespace, data: SplitData, device: torch.device, trainer: str,
-               timings: dict[str, float]):
+               timings: dict[str, float], config: TrainConfig | None = None):
     """The ``head`` classifier of this run and its training summary: loaded from ``--load-models``, or
-    trained on the training split (and saved with ``--save-models``)."""
+    trained on the training split (with ``config`` if given, see :func:`train_head`; saved with
+    ``--save-models``)."""
     t = time.perf_counter()
     if args.load_models is not None:
         model, summary = load_trained(args.load_models, head, args, device)
         log(f"Loaded VGG-A {head} from {args.load_models}")
         return model, summary
-    log(f"Training VGG-A {head} ({trainer} trainer, {args.epochs} epochs max)")
+    log(f"Training VGG-A {head} ({trainer} trainer, {(config.epochs if config else args.epochs)} epochs max)")
     train_idx, val_idx, images, targets = data.sets["train"], data.sets["val"], data.images, data.targets
     result = train_head(
         head, args, device, trainer, [images[i] for i in train_idx], targets[train_idx],
-        [images[i] for i in val_idx], [data.masks[i] for i in val_idx], targets[val_idx],
+        [images[i] for i in val_idx], [data.masks[i] for i in val_idx], targets[val_idx], config,
     )  # fmt: skip
     timings[f"train {head}"] = time.perf_counter() - t
     model, summary = result.model.to(device), result.summary

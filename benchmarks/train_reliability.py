@@ -46,7 +46,7 @@ from lrpseg.core.metrics import SegmentationCounts, average_precision, classific
 from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD
 from lrpseg.core.pipeline import analyse, segment_explained
 from lrpseg.core.segment import DEFAULT_SEGMENTER
-from lrpseg.core.train import TrainConfig, fit, label_to_target, train_classifier
+from lrpseg.core.train import TrainConfig, label_to_target, train_classifier
 
 DEMO_BAR = 0.9
 #: Best committed Magnetic Tile test balanced accuracy per head, CPU configuration (RESULTS.md, issue 13's run
@@ -155,10 +155,8 @@ def run_mt(seed: int, head: str, args) -> dict:
     device = torch.device("cpu")
     data = load_split(mt_args, {})
     started = time.perf_counter()
-    if args.mt_training == "committed":
-        model, summary = classifier(head, mt_args, data, device, "core", {})
-    else:
-        model, summary = train_mt_with_defaults(head, seed, mt_args, data, args)
+    config = None if args.mt_training == "committed" else mt_default_config(head, seed, mt_args, args)
+    model, summary = classifier(head, mt_args, data, device, "core", {}, config)
     seconds = time.perf_counter() - started
     test_x, seg_x = (renormalised(x, model) for x in (data.test_x, data.seg_x))
     metrics, prob = mt_eval.classify(model, test_x, data.test_targets)
@@ -175,25 +173,12 @@ def run_mt(seed: int, head: str, args) -> dict:
                    MT_BEST[head] - 0.05)  # fmt: skip
 
 
-def train_mt_with_defaults(head: str, seed: int, mt_args, data, args):
-    """``core.train.fit`` with the ``TrainConfig`` defaults (only head, width, input size and seed set) on the
-    Magnetic Tile split; ``--mt-quick`` keeps the benchmark's quick epochs and no minimum."""
-    from mt_stages import log, with_mirrors
-
+def mt_default_config(head: str, seed: int, mt_args, args) -> TrainConfig:
+    """The ``TrainConfig`` defaults (only head, width, input size and seed set) for a Magnetic Tile run;
+    ``--mt-quick`` keeps the benchmark's quick epochs and no minimum."""
     quick = {"epochs": mt_args.epochs, "min_epochs": 0, "extend_while_poor": False} if args.mt_quick else {}
-    config = TrainConfig(head=head, width=mt_args.width, input_size=mt_args.input_size, seed=seed, device="cpu",
-                         **quick, **args.overrides)  # fmt: skip
-    train, val = data.sets["train"], data.sets["val"]
-
-    def progress(p):
-        if p.message:
-            log(f"  [{head}] epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} val bal.acc {p.val_balanced_accuracy:.3f}")
-
-    result = fit(
-        [data.images[i] for i in train], data.targets[train],
-        *with_mirrors([data.images[i] for i in val], data.targets[val]), config, progress,
-    )  # fmt: skip
-    return result.model, result.summary
+    return TrainConfig(head=head, width=mt_args.width, input_size=mt_args.input_size, seed=seed, device="cpu",
+                       **quick, **args.overrides)  # fmt: skip
 
 
 def renormalised(batch: torch.Tensor, model) -> torch.Tensor:
