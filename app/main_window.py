@@ -30,6 +30,7 @@ from lrpseg.app.window_model import ModelController
 from lrpseg.app.window_threshold import ThresholdController
 from lrpseg.app.workers import display_text
 from lrpseg.core.device import describe_device, resolve_device
+from lrpseg.core.labels import gets_mask
 from lrpseg.core.project import Project
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -365,6 +366,15 @@ class MainWindow(QMainWindow):
         if key == self.key(self.current):
             self._show_analysis(key, analysis, view)
 
+    def _redraw_if_current(self, rel: str) -> None:
+        """Draw the shown image's overlays again: its label decides whether it has a mask (:func:`gets_mask`)."""
+        if rel != self.current or self.handle is None:
+            return
+        key = self.key(rel)
+        cached = self.analyses.get(key)
+        if cached is not None:
+            self._show_analysis(key, *cached)
+
     def _analysis_failed(self, rel: str, message: str) -> None:
         if rel == self.current:
             self.viewer.clear_overlays()
@@ -379,15 +389,17 @@ class MainWindow(QMainWindow):
             return  # drawn once the image itself arrives
         view = view or session.prepare_view(analysis)
         threshold, overridden = self.thresholds.threshold_for(key.rel, analysis)
+        label = self.list_model.labels.get(key.rel)
+        masked = gets_mask(analysis.probability, label)
         self.viewer.set_relevance(view.heatmap)
-        self.viewer.set_score(view.score_index, threshold,
-                              enabled=analysis.damaged or self.show_undamaged_masks)
+        self.viewer.set_score(view.score_index, threshold, enabled=masked or self.show_undamaged_masks)
         self.panel.set_threshold_enabled(True)
         self.panel.show_threshold(threshold, analysis.threshold, overridden)
         dist = view.distribution
         note = dist.note
-        if not analysis.damaged and not self.show_undamaged_masks:
-            note = f"{note} Classified undamaged: no mask (the View menu can show it).".strip()
+        if not masked and not self.show_undamaged_masks:
+            why = "Labelled" if label is not None else "Classified"
+            note = f"{note} {why} undamaged: no mask (the View menu can show it).".strip()
         self.panel.set_distribution(dist.score_edges, dist.score_counts, dist.fit_edges, dist.fit_density,
                                     dist.curves, dist.domain, note, dist.note_detail)
         self.update_info(analysis)
@@ -450,6 +462,7 @@ class MainWindow(QMainWindow):
             return
         self.list_model.set_label(rel, self.label_saver.queue.label(rel))
         self.list_panel.update_counts()
+        self._redraw_if_current(rel)
         self.update_info(self.current_analysis())
         self.update_hint()
         if self.auto_advance and not (self.advance_to_unlabelled and self.list_panel.step_to_unlabelled()):
@@ -487,12 +500,14 @@ class MainWindow(QMainWindow):
         self.list_panel.update_counts()
         if write.kind != "set" and write.error is None:
             self.select(write.rel)
+        self._redraw_if_current(write.rel)
         self.update_info(self.current_analysis())
         self.update_hint()
 
     # ================================================================= settings and view
     def set_show_undamaged_masks(self, on: bool) -> None:
-        """Also draw masks of images the classifier calls undamaged (export still leaves them empty)."""
+        """Also draw masks of images labelled or (unlabelled) classified undamaged (export still leaves them
+        empty)."""
         self.show_undamaged_masks = bool(on)
         self.refresh_current()
 

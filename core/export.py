@@ -8,13 +8,14 @@ by a check before writing, so a file that appears meanwhile (another export into
 Layout of an export folder (the naming rule is :mod:`lrpseg.core.export_layout`: it keeps the image folder's
 tree, so ``<name>`` is the image's path relative to the image folder without its suffix, e.g. ``a/x``)::
 
-    <name>.png               0/255 mask at the original image size (empty for images classified undamaged)
-    scores/<name>.npy        score map in [0, 1] (float32) when ``write_scores``: for an image classified damaged,
+    <name>.png               0/255 mask at the original image size (empty for images labelled undamaged and
+                             for unlabelled images classified undamaged)
+    scores/<name>.npy        score map in [0, 1] (float32) when ``write_scores``: for an image that gets a mask,
                              (score >= threshold) & (score > 0) is exactly its mask
     scores/<name>.png        the same, 8-bit, for a quick look
     annotations.coco.json    COCO instances with uncompressed RLE masks when ``write_coco`` (``file_name`` is the
                              image's path relative to the image folder)
-    lrpseg-report.json       per-image probability, decision, threshold, files written (paths relative to the
+    lrpseg-report.json       per-image probability, decision, label, threshold, files written (paths relative to the
                              export folder), errors
     provenance.json          model hash, rule set, segmenter, thresholds, lrpseg version
 """
@@ -95,6 +96,7 @@ class ExportedImage:
     scores: str | None = None
     probability: float | None = None
     damaged: bool | None = None
+    label: str | None = None
     threshold: float | None = None
     kept_existing: list[str] = field(default_factory=list)
     error: str | None = None
@@ -168,8 +170,11 @@ class Exporter:
         probability: float | None = None,
         threshold: float | None = None,
         error: str | None = None,
+        label: str | None = None,
     ) -> ExportedImage:
         """Export one image's mask (and score map); with ``error`` only the error is recorded.
+
+        ``damaged`` in the record is the classifier's decision; ``label`` the user's, where it decided the mask.
 
         A file that cannot be written (full disk, permissions) is recorded as this image's error; the export
         goes on with the next image.
@@ -180,6 +185,7 @@ class Exporter:
             probability=probability,
             threshold=threshold,
             damaged=None if probability is None else bool(is_damaged(probability)),
+            label=label,
             error=error,
         )
         self.records.append(record)

@@ -84,6 +84,9 @@ class MaskExport:
         The image folder (relative paths are taken from it).
     corrected : CorrectedMasks, optional
         The project's hand-corrected masks, written instead of the automatic ones (needs ``root``).
+    labels : mapping of str to str, optional
+        The user's image labels, by path relative to ``root``: a labelled image gets a mask when labelled
+        damaged, whatever the classifier says (:func:`lrpseg.core.labels.gets_mask`).
     """
 
     def __init__(
@@ -94,8 +97,10 @@ class MaskExport:
         thresholds: Mapping[str, float] | None = None,
         root: str | os.PathLike[str] | None = None,
         corrected: CorrectedMasks | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.options = options or ExportOptions()
+        self.labels = dict(labels or {})
         self.corrected = corrected
         self.corrections = corrected.infos() if corrected is not None else {}
         self.root = None if root is None else Path(root)
@@ -151,12 +156,14 @@ class MaskExport:
         if rel in self.corrections:
             return self._export_corrected(path, rel, analysis)
         threshold = self.threshold_for(path, analysis)
+        label = self.labels.get(rel)
         return self.exporter.add(
             path,
-            mask=analysis.mask_at(threshold),
+            mask=analysis.mask_at(threshold, label),
             score=analysis.segmentation.score,
             probability=analysis.probability,
             threshold=threshold,
+            label=label,
         )
 
     def _export_corrected(self, path: Path, rel: str, analysis: Analysis) -> ExportedImage:
@@ -166,7 +173,7 @@ class MaskExport:
         except CorrectedMaskError as error:
             return self.exporter.add(path, error=f"{error}; not exported (the automatic mask would replace it)")
         record = self.exporter.add(path, mask=mask, score=analysis.segmentation.score,
-                                   probability=analysis.probability)
+                                   probability=analysis.probability, label=self.labels.get(rel))
         record.mask_source, record.correction = "corrected", info.provenance()
         return record
 
@@ -205,9 +212,10 @@ def start_export(
         **workflow.describe(),
         **model_provenance(workflow.model.path, workflow.model.model_id),
         "tool": tool,
+        "mask_decision": "the user's label where there is one, else the classifier's",
     }
     return MaskExport(out_dir, provenance, options, workflow.thresholds.overrides(), root=workflow.root,
-                      corrected=CorrectedMasks(workflow.project))
+                      corrected=CorrectedMasks(workflow.project), labels=workflow.project.labels())
 
 
 def export_workflow(

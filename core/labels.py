@@ -32,6 +32,7 @@ __all__ = [
     "SYNONYMS",
     "UNDAMAGED",
     "is_damaged",
+    "gets_mask",
     "labels_from_folders",
     "normalise_label",
     "predicted_label",
@@ -48,6 +49,15 @@ DAMAGED_THRESHOLD = 0.5
 def is_damaged(probability: float) -> bool:
     """The classifier's decision: P(damaged) ≥ :data:`DAMAGED_THRESHOLD`."""
     return probability >= DAMAGED_THRESHOLD
+
+
+def gets_mask(probability: float, label: str | None = None) -> bool:
+    """Whether an image gets a mask: the user's label where there is one, else the classifier's decision.
+
+    An inspector who labelled an image damaged expects its mask even where the classifier disagrees, and none on
+    an image labelled undamaged.
+    """
+    return label == DAMAGED if label is not None else is_damaged(probability)
 
 
 def predicted_label(probability: float) -> str:

@@ -19,8 +19,9 @@ and a mask pixel needs a positive score (:func:`mask_from_score`), so re-thresho
 reproduces the exported mask exactly.
 
 ``"auto"`` tiles when the image is more than :data:`TILE_FACTOR` times the input size on a side, else crops.
-Following the paper, only images the classifier calls damaged get a mask; the relevance is computed either way
-when asked for, so a viewer can still show it.
+Following the paper, only images the classifier calls damaged get a mask, unless the user's label says otherwise
+(:func:`lrpseg.core.labels.gets_mask`); the relevance is computed either way when asked for, so a viewer can
+still show it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from lrpseg.core.device import resolve_device
 from lrpseg.core.images import MAX_PIXELS
-from lrpseg.core.labels import is_damaged
+from lrpseg.core.labels import gets_mask, is_damaged
 from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS, explain
 from lrpseg.core.models import VGGA
 from lrpseg.core.preprocess import prepare_eval, stitch, tile_grid, tiles
@@ -88,9 +89,10 @@ class Analysis:
         """The segmenter's default threshold on the score map."""
         return float(self.segmentation.threshold)
 
-    def mask_at(self, threshold: float | None = None) -> np.ndarray:
-        """The mask at ``threshold`` (default: the segmenter's); empty for images classified undamaged."""
-        if not self.damaged:
+    def mask_at(self, threshold: float | None = None, label: str | None = None) -> np.ndarray:
+        """The mask at ``threshold`` (default: the segmenter's); empty for an image labelled undamaged or, without
+        a ``label``, classified undamaged (:func:`gets_mask`)."""
+        if not gets_mask(self.probability, label):
             return np.zeros(self.relevance.shape, dtype=bool)
         return mask_from_score(self.segmentation.score, self.threshold if threshold is None else threshold)
 

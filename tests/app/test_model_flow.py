@@ -169,3 +169,21 @@ def test_segmenter_choice_reanalyses_and_draws_the_fit(make_window, demo_folder,
     qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
     assert window.current_analysis().rule_set == "montavon" and "montavon" in window.rule_label.text()
     wait_idle(window)
+
+
+def test_labelling_the_shown_image_against_the_classifier_decides_its_mask(make_window, demo_folder,
+                                                                           slim_checkpoint, qtbot, use_checkpoint):
+    from lrpseg.core.labels import DAMAGED, UNDAMAGED, is_damaged
+
+    use_checkpoint(demo_folder, slim_checkpoint)
+    window = make_window(demo_folder)
+    window.set_auto_advance(False)
+    qtbot.waitUntil(lambda: window.handle is not None, timeout=10000)
+    qtbot.waitUntil(lambda: window.current_analysis() is not None, timeout=30000)
+    called_damaged = is_damaged(window.current_analysis().probability)
+    assert window.viewer.mask_enabled == called_damaged
+    window.label_current(UNDAMAGED if called_damaged else DAMAGED)  # the inspector disagrees
+    assert window.viewer.mask_enabled == (not called_damaged)
+    assert ("Labelled undamaged: no mask" in window.panel.histogram_note.text()) == called_damaged
+    window.label_current(None)
+    assert window.viewer.mask_enabled == called_damaged

@@ -80,7 +80,7 @@ def test_provenance_lists_the_overrides_of_the_masks_written_by_this_run_only(tm
         probability, threshold = 0.9, 0.5
         segmentation = type("Seg", (), {"score": np.full((2, 2), 0.7, np.float32)})()
 
-        def mask_at(self, threshold):
+        def mask_at(self, threshold, label=None):
             return self.segmentation.score >= threshold
 
     (tmp_path / "out").mkdir()
@@ -113,7 +113,7 @@ class _Analysis:  # the parts of an Analysis an export reads
     def __init__(self, score):
         self.segmentation = type("Seg", (), {"score": score})()
 
-    def mask_at(self, threshold):
+    def mask_at(self, threshold, label=None):
         return self.segmentation.score >= threshold
 
 
@@ -196,3 +196,31 @@ def test_a_corrected_mask_of_an_image_in_a_subfolder_is_exported_to_its_place(tm
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
     sources = [(r["mask"], r["mask_source"]) for r in report["images"]]
     assert sources == [("a/x.png", "corrected"), ("b/x.png", "automatic")]
+
+
+def test_the_users_label_decides_which_images_get_a_mask_where_the_classifier_disagrees(tmp_path):
+    from lrpseg.core.export_run import ExportOptions, MaskExport
+    from lrpseg.core.labels import DAMAGED, UNDAMAGED, gets_mask
+    from lrpseg.core.pipeline import Analysis, Outcome
+    from lrpseg.core.segment import SegmentationResult
+
+    assert gets_mask(0.1, DAMAGED) and not gets_mask(0.9, UNDAMAGED)
+    assert gets_mask(0.9) and not gets_mask(0.1)
+
+    def analysis(probability):
+        score = np.zeros((4, 4), np.float32)
+        score[1:3, 1:3] = 0.9
+        return Analysis(probability, score, SegmentationResult(score, 0.5, score >= 0.5), np.ones((4, 4), bool),
+                        "epsilon_plus", "bmm", "max", "crop")
+
+    labels = {"missed.png": DAMAGED, "false_alarm.png": UNDAMAGED}
+    export = MaskExport(tmp_path / "out", {}, ExportOptions(write_scores=False), root=tmp_path, labels=labels)
+    missed = export.export_one(Outcome(tmp_path / "missed.png", analysis=analysis(0.04)))
+    false_alarm = export.export_one(Outcome(tmp_path / "false_alarm.png", analysis=analysis(0.97)))
+    unlabelled = export.export_one(Outcome(tmp_path / "unlabelled.png", analysis=analysis(0.04)))
+    export.finish()
+    assert read_mask(tmp_path / "out" / "missed.png").sum() == 4  # labelled damaged: its mask, whatever p says
+    assert not read_mask(tmp_path / "out" / "false_alarm.png").any()
+    assert not read_mask(tmp_path / "out" / "unlabelled.png").any()  # the classifier decides
+    assert (missed.damaged, missed.label) == (False, DAMAGED)
+    assert (false_alarm.damaged, false_alarm.label, unlabelled.label) == (True, UNDAMAGED, None)
