@@ -9,7 +9,7 @@ import pytest
 import torch
 from lrpseg.core.adoption import CHANCE_LEVEL, judge, model_history, near_chance, record_model
 from lrpseg.core.batchnorm import BatchNormTraining
-from lrpseg.core.calibration import apply_temperature, fit_temperature
+from lrpseg.core.calibration import TEMPERATURE_RANGE, apply_temperature, fit_temperature, mean_confidence
 from lrpseg.core.cli import main
 from lrpseg.core.demo import make_sample
 from lrpseg.core.lrp import explain
@@ -214,12 +214,17 @@ def test_inputs_are_normalised_by_the_training_images_own_statistics():
     assert pretrained_like.mean == (0.485, 0.456, 0.406)
 
 
-def test_temperature_never_sharpens_a_model_that_makes_no_validation_mistake():
+def test_a_model_without_validation_mistakes_is_sharpened_only_up_to_what_n_of_n_right_supports():
     targets = np.array([0, 1] * 10)
-    logits = np.stack([np.zeros(20), np.where(targets == 1, 1.0, -1.0)], axis=1)  # right, but unsure
-    assert fit_temperature(logits, targets) >= 1.0
-    logits[0, 1] = 1.0  # one mistake: now the fit may sharpen or soften
-    assert fit_temperature(logits, targets) != pytest.approx(1.0, abs=1e-3)
+    confident = np.stack([np.zeros(20), np.where(targets == 1, 8.0, -8.0)], axis=1)
+    assert fit_temperature(confident, targets) == 1.0  # already above 21/22: left as it is
+    unsure = np.stack([np.zeros(20), np.where(targets == 1, 1.0, -1.0)], axis=1)  # right, at 73 %
+    temperature = fit_temperature(unsure, targets)
+    assert temperature < 1.0
+    assert mean_confidence(unsure, temperature) == pytest.approx(21 / 22, abs=1e-5)
+    unsure[0, 1] = 1.0  # one mistake: now the cross-entropy decides
+    assert fit_temperature(unsure, targets) != pytest.approx(temperature, abs=1e-3)
+    assert fit_temperature(np.zeros((4, 2)), np.array([0, 0, 0, 0])) == TEMPERATURE_RANGE[0]  # ties stay 50 %
 
 
 def test_cli_train_with_one_class_or_an_empty_folder_says_why(tmp_path, capsys):
