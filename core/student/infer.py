@@ -3,9 +3,9 @@
 The image is covered the way the classifier covers it (:func:`lrpseg.core.pipeline.choose_mode`): the centre
 crop of images near the input size, overlapping input-size windows stitched for larger ones, so the map is
 always delivered on the image's own pixel grid. The refined analysis keeps the classifier's decision (an image
-classified undamaged gets no mask unless labelled damaged, as with the explanation) and, when given, the explanation's relevance for
-display; its ``segmentation`` is the student's map with the student's measured default threshold, so a
-threshold slider, a histogram and an export work on it unchanged.
+classified undamaged gets no mask unless labelled damaged, as with the explanation) and, when given, the
+explanation's relevance for display; its ``segmentation`` is the student's map with the student's measured
+default threshold, so a threshold slider, a histogram and an export work on it unchanged.
 """
 
 from __future__ import annotations
