@@ -460,13 +460,20 @@ class MainWindow(QMainWindow):
         except Exception as error:  # not queued (closed project): say so, the list keeps the stored label
             self.error("Label not saved", f"{rel}: {error}")
             return
-        self.list_model.set_label(rel, self.label_saver.queue.label(rel))
-        self.list_panel.update_counts()
-        self._redraw_if_current(rel)
+        changed = self._show_label(rel)
         self.update_info(self.current_analysis())
         self.update_hint()
         if self.auto_advance and not (self.advance_to_unlabelled and self.list_panel.step_to_unlabelled()):
             self.step(1)
+        if changed:  # still shown when nothing moved on
+            self._redraw_if_current(rel)
+
+    def _show_label(self, rel: str) -> bool:
+        """Show ``rel``'s label as the label queue now has it; whether that changed the list's label."""
+        before = self.list_model.labels.get(rel)
+        self.list_model.set_label(rel, self.label_saver.queue.label(rel))
+        self.list_panel.update_counts()
+        return self.list_model.labels.get(rel) != before
 
     def undo(self) -> None:
         """Undo the last label change and show the image it touched (Ctrl+Z); with the brush or eraser in
@@ -496,11 +503,11 @@ class MainWindow(QMainWindow):
             self.show_status(f"Nothing to {write.kind}", 3000)
         if write.rel is None or self.label_saver is None:
             return
-        self.list_model.set_label(write.rel, self.label_saver.queue.label(write.rel))  # the label now true
-        self.list_panel.update_counts()
+        changed = self._show_label(write.rel)  # the label now true
         if write.kind != "set" and write.error is None:
             self.select(write.rel)
-        self._redraw_if_current(write.rel)
+        if changed:
+            self._redraw_if_current(write.rel)
         self.update_info(self.current_analysis())
         self.update_hint()
 

@@ -27,11 +27,14 @@ __all__ = ["TEMPERATURE_RANGE", "apply_temperature", "fit_temperature", "mean_co
 TEMPERATURE_RANGE = (0.25, 10.0)
 
 
-def _nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
-    scaled = logits / temperature
+def _log_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
     scaled = scaled - scaled.max(axis=1, keepdims=True)
-    log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(targets)), targets].mean())
+    return scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+
+
+def _nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
+    return float(-_log_softmax(logits, temperature)[np.arange(len(targets)), targets].mean())
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
@@ -65,9 +68,7 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
 
 def mean_confidence(logits: np.ndarray, temperature: float = 1.0) -> float:
     """Mean over images of the largest class probability of ``softmax(logits / temperature)``."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    return float((1.0 / np.exp(scaled).sum(axis=1)).mean())
+    return float(np.exp(_log_softmax(logits, temperature).max(axis=1)).mean())
 
 
 def _sharpen_to(logits: np.ndarray, target: float) -> float:
