@@ -6,8 +6,9 @@ Same data, split, crops, classifier options and metrics as ``benchmarks/magnetic
 ``mt_stages.py``, its options here too), one 128N classifier, one student per k (the product's teacher
 rule set and segmenter unless ``--student-rule-sets`` / ``--student-segmenters`` say otherwise), and
 the U-Net trained on all the training masks as the reference. The k stand-ins are nested (the k = 5 images are
-among the k = 10 ones) and drawn with ``--seed``. Writes ``<out>/mt_mixed.md`` (table, last line ``RESULT
-...``), ``<out>/mt_mixed.json`` and the plot ``<out>/mt_mixed_iou.png``.
+among the k = 10 ones) and drawn with ``--stand-in-seed`` (default ``--seed``, which also seeds the classifier).
+Writes ``<out>/mt_mixed.md`` (table, last line ``RESULT ...``), ``<out>/mt_mixed.json`` and the plot
+``<out>/mt_mixed_iou.png``.
 
 Usage::
 
@@ -43,6 +44,8 @@ TARGET_GAP = 0.05  # issue 16: within 0.05 IoU of the U-Net at k = 10
 def parse_args(argv: list[str] | None = None):
     p = build_parser(__doc__.split("\n\n")[0])
     p.add_argument("--ks", nargs="+", type=int, default=[0, 5, 10, 20], help="corrected-mask stand-ins per run")
+    p.add_argument("--stand-in-seed", type=int, default=None,
+                   help="seed of the draw of stand-ins (default: --seed); the classifier keeps --seed")  # fmt: skip
     p.add_argument("--corrected-weight", type=float, default=DistilConfig.corrected_weight,
                    help="pixel weight of the stand-ins (default: the product's)")  # fmt: skip
     p.set_defaults(student_self_training=0, student_rule_sets=[DistilConfig.rule_set],
@@ -67,7 +70,8 @@ def write_report(run: dict, path: Path) -> str:
     lines = [f"# Mixed supervision on Magnetic Tile ({run['label']})", "",
              f"Written by `benchmarks/mt_mixed.py` on {run['date']} ({run['device']}); command: `{run['command']}`.",
              "", f"{run['n_seg_crops']} damaged test crops; classifier test balanced accuracy "
-             f"{run['classifier_balanced_accuracy']:.3f}; corrected-mask weight {run['corrected_weight']:g}; "
+             f"{run['classifier_balanced_accuracy']:.3f}; corrected-mask weight {run['corrected_weight']:g}, stand-ins "
+             f"drawn with seed {run['stand_in_seed']}; "
              f"U-Net on all {run['unet_train_masks']} training masks: IoU "
              f"{'–' if unet is None else f'{unet:.3f}'}.", "", "![IoU against k](mt_mixed_iou.png)", "",
              "| k | student | IoU | P | R | AP | IoU at 0.5 | threshold | U-Net IoU − student IoU |",
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     train_idx = data.sets["train"]
     model, summary = classifier(HEAD, args, data, device, trainer, timings)
     metrics, _ = mt_eval.classify(model, data.test_x, data.test_targets)
-    order = stand_ins(train_idx, data.targets, args.ks, args.seed)
+    draw_seed = args.seed if args.stand_in_seed is None else args.stand_in_seed
+    order = stand_ins(train_idx, data.targets, args.ks, draw_seed)
     config = student_config(args, device)
     rows = []
     for k in args.ks:
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "device": describe_device(device), "device_type": device.type,
         "classifier_balanced_accuracy": metrics["balanced_accuracy"], "classifier_summary": summary,
-        "corrected_weight": args.corrected_weight, "n_seg_crops": int(len(data.damaged)),
+        "corrected_weight": args.corrected_weight, "stand_in_seed": draw_seed, "n_seg_crops": int(len(data.damaged)),
         "unet_iou": None if unet is None else unet["metrics"]["iou"], "unet_train_masks": int(len(keep)),
         "unet": None if unet is None else {"metrics": unet["metrics"], "summary": unet["summary"]},
         "rows": rows, "plot": str(plot), "timings": {k: round(v, 1) for k, v in timings.items()},
