@@ -3,7 +3,7 @@ command (``lrpseg demo DIR``: the demo folder, three quarters of it labelled), t
 project's stored settings; the main window shows a held-out damaged image with its heatmap and mask, then a
 second retraining is grabbed while its progress bar runs, and cancelled.
 
-    .venv/bin/python resources/make_screenshots.py [--out resources/screenshots] [--scale 2]
+    .venv/bin/python resources/make_screenshots.py [--out resources/screenshots] [--scale 2] [--demo-seed 0]
 
 It prints the trained model's summary, the balanced accuracy and median confidence on the images left
 unlabelled (held out), and the app's export of that model (``lrpseg segment --project``) scored against the
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "screenshots")
     parser.add_argument("--keep", type=Path, help="keep the demo project here (default: temporary)")
     parser.add_argument("--scale", type=float, default=1.0, help="device pixel ratio (QT_SCALE_FACTOR)")
+    parser.add_argument("--demo-seed", type=int, default=0,
+                        help="seed of the demo folder (README's is 0; others measure the same path on other data)")
     args = parser.parse_args(argv)
     if args.scale != 1.0:
         os.environ["QT_SCALE_FACTOR"] = str(args.scale)
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.keep or tmp
         folder = Path(tmp) / "demo" / "images"
-        assert lrpseg_main(["demo", str(folder.parent)]) == 0  # README's run command
+        assert lrpseg_main(["demo", str(folder.parent), "--seed", str(args.demo_seed)]) == 0  # README's run command
         truth = labels_from_folders(folder)
         window = MainWindow(device="cpu")
         window.resize(1280, 800)
