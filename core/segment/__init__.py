@@ -136,6 +136,8 @@ def domain_values(relevance: np.ndarray, method: str) -> np.ndarray:
         relevance of every pixel; bmm: the normalised values of the kept upper half only.
     """
     module = _module(method)
+    if method in sharp.EXPONENTS:  # a sharpened segmenter fits compressed relevance
+        relevance = sharp.compress(relevance, sharp.EXPONENTS[method])
     if method == "simple":
         res = simple.segment_simple(relevance)
         return res.score.astype(np.float64).ravel() if res.params["degenerate"] is None else np.empty(0)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from lrpseg.core.metrics import SegmentationCounts
 from lrpseg.core.segment import component_densities, domain_values, segment
+from lrpseg.core.segment.sharp import EXPONENTS, compress
 from lrpseg.core.segment.synthetic import synthetic_relevance
 
 PAIRS = [("gmm", "gmm-sharp"), ("bmm", "bmm-sharp")]
@@ -23,15 +24,40 @@ def test_a_thin_curve_keeps_its_width_instead_of_the_filters(paper, sharp):
 
 
 @pytest.mark.parametrize(("paper", "sharp"), PAIRS)
-def test_the_fit_is_the_papers_and_the_score_only_ever_drops(paper, sharp):
+def test_the_fit_is_the_papers_on_the_compressed_map_and_the_score_only_ever_drops(paper, sharp):
     relevance, _ = synthetic_relevance(kind="blob", size=20, seed=1, noise=0.15)
-    wide, thin = segment(relevance, paper, seed=1), segment(relevance, sharp, seed=1)
+    exponent = EXPONENTS[sharp]
+    fitted = compress(relevance, exponent)
+    wide, thin = segment(fitted, paper, seed=1), segment(relevance, sharp, seed=1)
     assert (thin.method, thin.threshold) == (sharp, wide.threshold)
-    assert thin.params == {**wide.params, "sharpened": True}
+    assert thin.params == {**wide.params, "sharpened": True, "exponent": exponent}
     assert np.all(thin.score <= wide.score) and not np.any(thin.mask & ~wide.mask)
     x = np.linspace(0.01, 0.99, 5)
     assert component_densities(thin, x).keys() == component_densities(wide, x).keys() != set()
-    np.testing.assert_array_equal(domain_values(relevance, sharp), domain_values(relevance, paper))
+    np.testing.assert_array_equal(domain_values(relevance, sharp), domain_values(fitted, paper))
+
+
+def test_compression_keeps_sign_and_order_and_narrows_the_range():
+    relevance = np.array([[-4.0, -1.0, 0.0], [0.25, 1.0, 16.0]])
+    squeezed = compress(relevance, 0.5)
+    np.testing.assert_allclose(squeezed, [[-2.0, -1.0, 0.0], [0.5, 1.0, 4.0]])
+    assert np.array_equal(np.argsort(squeezed, axis=None), np.argsort(relevance, axis=None))
+    np.testing.assert_array_equal(compress(relevance, 1.0), relevance)
+
+
+def test_bmm_sharp_keeps_a_weaker_second_defect_that_the_uncompressed_fit_drops(monkeypatch):
+    rng = np.random.default_rng(0)
+    relevance = np.abs(rng.normal(0.0, 0.05, (64, 64)))
+    truth = np.zeros((64, 64), bool)
+    truth[10:18, 10:18] = truth[40:48, 40:48] = True
+    relevance[10:18, 10:18] += 1.0  # the defect that decided
+    relevance[40:48, 40:48] += 0.4  # a second one, less relevant
+    compressed = segment(relevance, "bmm-sharp").mask
+    monkeypatch.setitem(EXPONENTS, "bmm-sharp", 1.0)
+    plain = segment(relevance, "bmm-sharp").mask
+    assert compressed[40:48, 40:48].mean() == 1.0 and plain[40:48, 40:48].mean() < 0.5
+    counts = [SegmentationCounts.from_masks(mask, truth).iou() for mask in (compressed, plain)]
+    assert counts[0] > 0.8 > counts[1]
 
 
 @pytest.mark.parametrize(("paper", "sharp"), PAIRS)
