@@ -28,7 +28,7 @@ from lrpseg.core.models import HEADS
 from lrpseg.core.pipeline import LRP_BATCH, Outcome
 from lrpseg.core.preprocess import AUGMENTATIONS
 from lrpseg.core.project import ProjectError
-from lrpseg.core.segment import SEGMENTERS
+from lrpseg.core.segment import SEGMENTERS, segmenter_provenance
 from lrpseg.core.train import TrainConfig
 from lrpseg.core.train_defaults import default_train_settings
 from lrpseg.core.workflow import DEFAULT_RULE_SET, DEFAULT_SEGMENTER, WorkflowError
@@ -417,7 +417,7 @@ def _segment_folder(args, device, export_options: ExportOptions) -> MaskExport:
         **model_provenance(args.model),
         "model_config": {k: meta.get(k) for k in ("head", "width", "input_size")},
         "rule_set": options.rule_set,
-        "segmenter": options.segmenter,
+        **segmenter_provenance(options.segmenter),
         "maxpool": args.maxpool,
         "mode": args.mode,
         "relevance_start": args.start,

@@ -21,7 +21,7 @@ from lrpseg.core.lrp import DEFAULT_RULE_SET, DEFAULT_VIEWS, RULE_SETS
 from lrpseg.core.model_registry import LoadedModel, ModelRegistry
 from lrpseg.core.pipeline import Analysis, Outcome, segment_explained
 from lrpseg.core.relevance_cache import RelevanceCache, explain_cached
-from lrpseg.core.segment import DEFAULT_SEGMENTER, SEGMENTERS
+from lrpseg.core.segment import DEFAULT_SEGMENTER, SEGMENTERS, segmenter_provenance
 from lrpseg.core.student.infer import refine
 from lrpseg.core.student.store import Student, student_provenance
 
@@ -246,7 +246,7 @@ class Workflow:
             "model_id": self.model.model_id,
             "model_config": self.model.model.config(),
             "rule_set": self.rule_set,
-            "segmenter": self.segmenter,
+            **segmenter_provenance(self.segmenter),
             "maxpool": self.maxpool,
             "mode": self.mode,
             "relevance_start": self.start,

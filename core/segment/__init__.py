@@ -34,6 +34,7 @@ __all__ = [
     "domain_values",
     "score_to_uint8",
     "segment",
+    "segmenter_provenance",
 ]
 
 SEGMENTERS: dict[str, Callable[..., SegmentationResult]] = {
@@ -142,3 +143,10 @@ def domain_values(relevance: np.ndarray, method: str) -> np.ndarray:
         res = simple.segment_simple(relevance)
         return res.score.astype(np.float64).ravel() if res.params["degenerate"] is None else np.empty(0)
     return module.domain_values(relevance)
+
+
+def segmenter_provenance(method: str) -> dict[str, Any]:
+    """What an export's provenance records about a segmenter: its name and the exponent of the relevance it
+    fits (1 for the paper's segmenters; :data:`.sharp.EXPONENTS` for the sharpened ones)."""
+    _module(method)
+    return {"segmenter": method, "relevance_exponent": sharp.EXPONENTS.get(method, 1.0)}

@@ -86,6 +86,7 @@ def test_segment_rerun_analyses_only_the_images_whose_files_are_missing(tmp_path
     from lrpseg.core.export import COCO_NAME, REPORT_NAME
     from lrpseg.core.export_layout import export_masks
     from lrpseg.core.models import build_vgg_a
+    from lrpseg.core.segment.sharp import EXPONENTS
 
     main(["demo", str(tmp_path / "d"), "--damaged", "3", "--undamaged", "3", "--size", "64"])
     images, out = tmp_path / "d" / "images", tmp_path / "out"
@@ -93,6 +94,8 @@ def test_segment_rerun_analyses_only_the_images_whose_files_are_missing(tmp_path
     save_checkpoint(tmp_path / "m.safetensors", build_vgg_a("128n", width=0.125, input_size=64))
     command = ["segment", str(images), "--model", str(tmp_path / "m.safetensors"), "--out", str(out), "--coco"]
     assert main(command) == 0
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert (provenance["segmenter"], provenance["relevance_exponent"]) == ("bmm-sharp", EXPONENTS["bmm-sharp"])
     first = {name: path.read_bytes() for name, path in export_masks(out).items()}
     coco = json.loads((out / COCO_NAME).read_text())
     removed = sorted(first)[:2]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from lrpseg.core.metrics import SegmentationCounts
-from lrpseg.core.segment import component_densities, domain_values, segment
+from lrpseg.core.segment import component_densities, domain_values, segment, segmenter_provenance
 from lrpseg.core.segment.sharp import EXPONENTS, compress
 from lrpseg.core.segment.synthetic import synthetic_relevance
 
@@ -72,3 +72,10 @@ def test_an_easy_blob_is_still_recovered(paper, sharp, background):
 def test_a_map_without_positive_relevance_gives_an_empty_mask_under_the_sharpened_name(sharp):
     result = segment(-np.ones((16, 16)), sharp)
     assert result.method == sharp and not result.mask.any() and result.params["degenerate"]
+
+
+def test_provenance_names_the_exponent_of_the_relevance_a_segmenter_fits():
+    assert segmenter_provenance("bmm-sharp") == {"segmenter": "bmm-sharp", "relevance_exponent": 0.75}
+    assert segmenter_provenance("bmm")["relevance_exponent"] == 1.0
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        segmenter_provenance("otsu")
