@@ -52,10 +52,11 @@ _PAPER: dict[str, tuple[Callable[..., SegmentationResult], Callable[..., np.ndar
 
 #: Sharpened segmenter name -> the exponent of the relevance it fits (:func:`compress`). A classifier often puts
 #: most relevance on the one defect that decided, and a weaker second defect of the same image then falls into
-#: the background component; ``|r|^0.75`` narrows that gap. Measured (RESULTS.md, issue 12, session 11) on three
-#: app-path classifiers of demo folders 0-2, pooled IoU of bmm-sharp 0.522 / 0.411 / 0.503 -> 0.521 / 0.464 /
-#: 0.529, and on Magnetic Tile 0.379 -> 0.382 (AP 0.479 -> 0.511); exponents 0.5-0.6 were as good on the demo
-#: and worse on Magnetic Tile. GMM-sharp lost IoU with every exponent below 1, so it keeps the relevance as is.
+#: the background component; ``|r|^0.75`` narrows that gap. Measured (``benchmarks/sharp_exponent.py``,
+#: RESULTS.md, issue 12, session 11), pooled IoU of 10 demo classifier/folder pairs: up to +0.053 on 8 (the app
+#: path's folders 0-2: 0.522 / 0.411 / 0.503 -> 0.521 / 0.464 / 0.529), -0.001 on 2; Magnetic Tile 0.379 -> 0.381
+#: (AP 0.479 -> 0.511). Exponents 0.5-0.6 were as good on the demo and worse on Magnetic Tile. GMM-sharp lost IoU
+#: with every exponent below 1, so it keeps the relevance as is.
 EXPONENTS: dict[str, float] = {"bmm-sharp": 0.75, "gmm-sharp": 1.0}
 
 
