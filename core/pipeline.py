@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -349,9 +350,12 @@ def explain_image(
     return prepared.finish(relevance, probability, rule_set, maxpool, start, views)
 
 
-def segment_explained(explained: ExplainedImage, segmenter: str = DEFAULT_SEGMENTER, seed: int = 0) -> Analysis:
-    """Segment an explained image and put relevance, score and mask on the image's own grid."""
-    result = segment(explained.relevance, method=segmenter, seed=seed)
+def segment_explained(
+    explained: ExplainedImage, segmenter: str = DEFAULT_SEGMENTER, seed: int = 0, **options: Any
+) -> Analysis:
+    """Segment an explained image and put relevance, score and mask on the image's own grid (``options``: the
+    segmenter's keywords, see :func:`core.segment.segment`)."""
+    result = segment(explained.relevance, method=segmenter, seed=seed, **options)
     score = explained.to_original(result.score).astype(np.float32)
     score[~explained.valid] = 0.0
     full = SegmentationResult(

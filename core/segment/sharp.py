@@ -82,7 +82,9 @@ def compress(relevance: np.ndarray, exponent: float) -> np.ndarray:
     return np.sign(r) * np.abs(r) ** exponent
 
 
-def segment_sharp(name: str, relevance: np.ndarray, seed: int = 0, **options: Any) -> SegmentationResult:
+def segment_sharp(
+    name: str, relevance: np.ndarray, seed: int = 0, exponent: float | None = None, **options: Any
+) -> SegmentationResult:
     """The paper's segmenter that ``name`` sharpens, then each pixel's score capped by the same fit's damage
     posterior at its own unfiltered relevance (``core.segment.SEGMENTERS`` binds ``name``).
 
@@ -94,20 +96,23 @@ def segment_sharp(name: str, relevance: np.ndarray, seed: int = 0, **options: An
         Signed relevance (H, W), finite.
     seed : int
         As for the paper's segmenter.
+    exponent : float, optional
+        The exponent of :func:`compress`; default ``EXPONENTS[name]``.
     **options
         Passed to the paper's segmenter.
 
     Returns
     -------
     SegmentationResult
-        The paper's result on the relevance compressed with ``EXPONENTS[name]`` (:func:`compress`), with
+        The paper's result on the relevance compressed with ``exponent`` (:func:`compress`), with
         ``score = min(its score, own-value posterior)``, ``params["sharpened"] = True``, ``params["exponent"]``
         and ``method = name``; degenerate maps (no mixture to ask) as the paper's segmenter gives them.
     """
     paper_segmenter, own_value_score = _PAPER[name]
-    fitted = compress(relevance, EXPONENTS[name])
+    exponent = EXPONENTS[name] if exponent is None else float(exponent)
+    fitted = compress(relevance, exponent)
     result = paper_segmenter(fitted, seed=seed, **options)
-    params = {**result.params, "exponent": EXPONENTS[name]}
+    params = {**result.params, "exponent": exponent}
     if result.params["degenerate"]:
         return dataclasses.replace(result, method=name, params=params)
     score = np.minimum(result.score, own_value_score(fitted, result.params))

@@ -55,6 +55,9 @@ def test_bmm_sharp_keeps_a_weaker_second_defect_that_the_uncompressed_fit_drops(
     compressed = segment(relevance, "bmm-sharp").mask
     monkeypatch.setitem(EXPONENTS, "bmm-sharp", 1.0)
     plain = segment(relevance, "bmm-sharp").mask
+    monkeypatch.undo()
+    asked = segment(relevance, "bmm-sharp", exponent=1.0)
+    assert np.array_equal(asked.mask, plain) and asked.params["exponent"] == 1.0
     assert compressed[40:48, 40:48].mean() == 1.0 and plain[40:48, 40:48].mean() < 0.5
     counts = [SegmentationCounts.from_masks(mask, truth).iou() for mask in (compressed, plain)]
     assert counts[0] > 0.8 > counts[1]

@@ -12,7 +12,7 @@ from lrpseg.core.export import file_sha256
 from lrpseg.core.images import read_image
 from lrpseg.core.labels import labels_from_folders
 from lrpseg.core.models import build_vgg_a
-from lrpseg.core.student.distil import DistilConfig, coverage_threshold, distil, distil_to_file
+from lrpseg.core.student.distil import DistilConfig, coverage_threshold, distil, distil_to_file, teacher_options
 from lrpseg.core.student.infer import probability_map, refine, student_analysis
 from lrpseg.core.student.store import Student, check_student_fits, load_student, save_student
 from lrpseg.core.student.targets import band_target, crop_batch, make_example
@@ -142,6 +142,12 @@ def _labelled(root):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_the_teacher_fits_uncompressed_relevance_unless_told_otherwise():
+    assert teacher_options(DistilConfig()) == {"exponent": 1.0}
+    assert teacher_options(DistilConfig(teacher_exponent=None)) == {}  # the segmenter's own exponent
+    assert teacher_options(DistilConfig(segmenter="bmm")) == {}  # the paper's segmenters take no exponent
+
+
 def test_distil_reports_progress_and_measures_its_threshold(demo, classifier):
     paths, labels = _labelled(demo)
     images = [read_image(p) for p in paths]
