@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         window.list_view.setFocus()
         for _ in range(20):
             app.processEvents()
+        loader = window.list_model.thumbnails
+        wait_until(app, lambda: loader is None or loader.is_idle(), 60, "thumbnails")
+        for _ in range(20):
+            app.processEvents()
         window.grab().save(str(args.out / "main-window.png"))
 
         assert window.job_controller.start_training()
