@@ -19,19 +19,16 @@ import cv2
 import numpy as np
 import torch
 from lrpseg.core.metrics import SegmentationCounts, average_precision
-from lrpseg.core.segment import segment, sharp
+from lrpseg.core.segment import segment
+from lrpseg.core.segment.sharp import EXPONENTS as EXPONENTS_OF
 
 EXPONENTS = (1.0, 0.9, 0.75, 0.6, 0.5)
 
 
 def pooled(maps, truths, method: str, exponent: float) -> tuple[float, float]:
-    """Pooled IoU of the default masks and AP of the score maps, with BMM-sharp's exponent set to ``exponent``."""
-    saved = sharp.EXPONENTS["bmm-sharp"]
-    sharp.EXPONENTS["bmm-sharp"] = exponent
-    try:
-        results = [segment(r, method) for r in maps]
-    finally:
-        sharp.EXPONENTS["bmm-sharp"] = saved
+    """Pooled IoU of the default masks and AP of the score maps; ``exponent`` goes to a sharpened segmenter."""
+    options = {"exponent": exponent} if method in EXPONENTS_OF else {}
+    results = [segment(r, method, **options) for r in maps]
     counts = SegmentationCounts()
     for result, truth in zip(results, truths, strict=True):
         counts = counts + SegmentationCounts.from_masks(result.mask, truth)

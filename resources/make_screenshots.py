@@ -93,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(app, lambda: window.current_analysis() is not None
                    and window.viewer.displayed_mask() is not None, 120, "analysis")
         window.list_view.setFocus()
-        for _ in range(20):
-            app.processEvents()
         loader = window.list_model.thumbnails
         wait_until(app, lambda: loader is None or loader.is_idle(), 60, "thumbnails")
         for _ in range(20):

@@ -134,7 +134,8 @@ def domain_values(relevance: np.ndarray, method: str) -> np.ndarray:
     -------
     np.ndarray
         float64 1-D. simple: the normalised relevance (= score) of every pixel; gmm: the scaled filtered
-        relevance of every pixel; bmm: the normalised values of the kept upper half only.
+        relevance of every pixel; bmm: the normalised values of the kept upper half only; a sharpened
+        segmenter: its paper segmenter's values of the relevance it fits (:func:`.sharp.compress`).
     """
     module = _module(method)
     if method in sharp.EXPONENTS:  # a sharpened segmenter fits compressed relevance
