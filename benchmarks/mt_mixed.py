@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import shlex
@@ -48,6 +49,8 @@ def parse_args(argv: list[str] | None = None):
                    help="seed of the draw of stand-ins (default: --seed); the classifier keeps --seed")  # fmt: skip
     p.add_argument("--corrected-weight", type=float, default=DistilConfig.corrected_weight,
                    help="pixel weight of the stand-ins (default: the product's)")  # fmt: skip
+    p.add_argument("--corrected-repeats", type=int, default=DistilConfig.corrected_repeats,
+                   help="draws of each stand-in per student epoch (default: the product's)")  # fmt: skip
     p.set_defaults(student_self_training=0, student_rule_sets=[DistilConfig.rule_set],
                    student_segmenters=[DistilConfig.segmenter],
                    heads=[HEAD])  # fmt: skip
@@ -70,7 +73,8 @@ def write_report(run: dict, path: Path) -> str:
     lines = [f"# Mixed supervision on Magnetic Tile ({run['label']})", "",
              f"Written by `benchmarks/mt_mixed.py` on {run['date']} ({run['device']}); command: `{run['command']}`.",
              "", f"{run['n_seg_crops']} damaged test crops; classifier test balanced accuracy "
-             f"{run['classifier_balanced_accuracy']:.3f}; corrected-mask weight {run['corrected_weight']:g}, stand-ins "
+             f"{run['classifier_balanced_accuracy']:.3f}; corrected-mask weight {run['corrected_weight']:g}, drawn "
+             f"{run.get('corrected_repeats', 1)} times per epoch; stand-ins "
              f"drawn with seed {run['stand_in_seed']}; "
              f"U-Net on all {run['unet_train_masks']} training masks: IoU "
              f"{'–' if unet is None else f'{unet:.3f}'}.", "", "![IoU against k](mt_mixed_iou.png)", "",
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics, _ = mt_eval.classify(model, data.test_x, data.test_targets)
     draw_seed = args.seed if args.stand_in_seed is None else args.stand_in_seed
     order = stand_ins(train_idx, data.targets, args.ks, draw_seed)
-    config = student_config(args, device)
+    config = dataclasses.replace(student_config(args, device), corrected_repeats=args.corrected_repeats)
     rows = []
     for k in args.ks:
         chosen = order[:k]
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "device": describe_device(device), "device_type": device.type,
         "classifier_balanced_accuracy": metrics["balanced_accuracy"], "classifier_summary": summary,
-        "corrected_weight": args.corrected_weight, "stand_in_seed": draw_seed, "n_seg_crops": int(len(data.damaged)),
+        "corrected_weight": args.corrected_weight, "corrected_repeats": args.corrected_repeats,
+        "stand_in_seed": draw_seed, "n_seg_crops": int(len(data.damaged)),
         "unet_iou": None if unet is None else unet["metrics"]["iou"], "unet_train_masks": int(len(keep)),
         "unet": None if unet is None else {"metrics": unet["metrics"], "summary": unet["summary"]},
         "rows": rows, "plot": str(plot), "timings": {k: round(v, 1) for k, v in timings.items()},

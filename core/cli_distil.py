@@ -55,6 +55,9 @@ def add_distil_parser(sub, add_device) -> None:
     p.add_argument("--corrected-weight", type=float, default=_DEFAULTS.corrected_weight,
                    help="pixel weight of the masks corrected by hand in the folder's project, used as exact "
                    f"targets (a pseudo-label pixel weighs 1; default {_DEFAULTS.corrected_weight:g}, measured)")
+    p.add_argument("--corrected-repeats", type=int, default=_DEFAULTS.corrected_repeats,
+                   help="times each corrected mask is drawn per epoch, each a new random crop "
+                   f"(default {_DEFAULTS.corrected_repeats}, measured)")
     p.add_argument("--mode", choices=("auto", "crop", "tile"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     add_device(p)
@@ -94,8 +97,8 @@ def run_distil(args: argparse.Namespace) -> int:
         base=args.base, depth=args.depth, stem_stride=args.stem_stride, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, rule_set=args.rules, segmenter=args.segmenter, mode=args.mode,
         band_low=args.band_low, band_high=args.band_high, self_training_rounds=args.self_training,
-        predicted_confidence=args.include_predicted, corrected_weight=args.corrected_weight, seed=args.seed,
-        device=args.device,
+        predicted_confidence=args.include_predicted, corrected_weight=args.corrected_weight,
+        corrected_repeats=args.corrected_repeats, seed=args.seed, device=args.device,
     )  # fmt: skip
     bar = tqdm(total=1000, desc="distilling", file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
 
@@ -115,7 +118,8 @@ def run_distil(args: argparse.Namespace) -> int:
     s = student.training
     print(
         f"distilled from {s['counts']['pseudo'] + s['counts']['self']} damaged and {s['counts']['background']} "
-        f"undamaged images and {s['counts']['exact']} corrected masks (weight {config.corrected_weight:g}"
+        f"undamaged images and {s['counts']['exact']} corrected masks (weight {config.corrected_weight:g}, "
+        f"drawn {config.corrected_repeats}× per epoch"
         f"{f', {len(corrected.skipped)} skipped' if corrected.skipped else ''}) in {s['seconds']:.0f} s; "
         f"default threshold {student.threshold:.3f} "
         f"(teacher masks cover {100 * s['teacher_coverage']:.2f} % of damaged images) -> {args.out}"

@@ -95,7 +95,7 @@ def test_distil_on_a_project_folder_passes_every_corrected_mask_as_an_exact_targ
     assert np.array_equal(mask, square) and w == weight
     assert np.array_equal(seen["exact"][images / UNDAMAGED_REL][0], ~square)
     printed = capsys.readouterr().out
-    assert f"and 2 corrected masks (weight {weight:g})" in printed
+    assert f"and 2 corrected masks (weight {weight:g}, drawn {DistilConfig().corrected_repeats}× per epoch)" in printed
     assert "distilled from 3 damaged and 3 undamaged images" in printed  # the corrected ones are exact
     training = load_student(out).training
     assert training["counts"]["exact"] == 2
@@ -104,7 +104,7 @@ def test_distil_on_a_project_folder_passes_every_corrected_mask_as_an_exact_targ
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_corrected_masks_of_an_unlabelled_image_count_and_the_weight_is_an_option(project_folder, tmp_path, capsys):
+def test_corrected_masks_of_unlabelled_images_count_weight_and_repeats_are_options(project_folder, tmp_path, capsys):
     images, model = project_folder
     with Project.open(images) as project:
         CorrectedMasks(project).save(DAMAGED_REL, _square((64, 64)))
@@ -112,10 +112,11 @@ def test_corrected_masks_of_an_unlabelled_image_count_and_the_weight_is_an_optio
     labels.write_text("image,label\ndamaged/damaged_001.png,damaged\nundamaged/undamaged_001.png,undamaged\n")
     out = tmp_path / "student.safetensors"
     assert main(["distil", str(images), "--labels", str(labels), "--model", str(model), "--out", str(out),
-                 "--corrected-weight", "7", *TINY]) == 0  # fmt: skip
-    assert "and 1 corrected masks (weight 7)" in capsys.readouterr().out
+                 "--corrected-weight", "7", "--corrected-repeats", "2", *TINY]) == 0  # fmt: skip
+    assert "and 1 corrected masks (weight 7, drawn 2× per epoch)" in capsys.readouterr().out
     training = load_student(out).training
     assert training["images"] == 3 and training["corrected_masks"]["weight"] == 7.0
+    assert training["config"]["corrected_repeats"] == 2
 
 
 @pytest.mark.usefixtures("one_torch_thread")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,17 @@ from lrpseg.core.export import file_sha256
 from lrpseg.core.images import read_image
 from lrpseg.core.labels import labels_from_folders
 from lrpseg.core.models import build_vgg_a
-from lrpseg.core.student.distil import DistilConfig, coverage_threshold, distil, distil_to_file, teacher_options
+from lrpseg.core.student.distil import (
+    DistilConfig,
+    coverage_threshold,
+    distil,
+    distil_to_file,
+    epoch_draws,
+    teacher_options,
+)
 from lrpseg.core.student.infer import probability_map, refine, student_analysis
 from lrpseg.core.student.store import Student, check_student_fits, load_student, save_student
-from lrpseg.core.student.targets import band_target, crop_batch, make_example
+from lrpseg.core.student.targets import background_target, band_target, crop_batch, make_example
 from lrpseg.core.student.unet import UNet, dice_bce_loss
 
 TINY = DistilConfig(base=4, depth=2, stem_stride=2, epochs=1, batch_size=4, device="cpu")
@@ -169,8 +178,21 @@ def test_exact_masks_replace_the_explanation_with_their_weight(demo, classifier)
     paths, labels = _labelled(demo)
     images = [read_image(p) for p in paths]
     exact = {0: (np.ones(images[0].shape[:2], bool), 2.0)}
-    student = distil(images, labels, classifier, TINY, exact=exact)
+    seen = []
+    config = DistilConfig(**{**TINY.__dict__, "corrected_repeats": 3})
+    student = distil(images, labels, classifier, config, exact=exact, progress=seen.append)
     assert student.training["counts"]["exact"] == 1
+    train_steps = [p for p in seen if p.stage == "train"]
+    assert train_steps[-1].total == math.ceil((len(images) + 2) / config.batch_size) * config.epochs
+    assert seen[-1].fraction == pytest.approx(1.0)
+
+
+def test_an_epoch_draws_each_exact_example_as_often_as_configured():
+    shape = (4, 4)
+    examples = [make_example(np.zeros((*shape, 3), np.uint8), *background_target(shape), 4, kind)
+                for kind in ("pseudo", "exact", "background", "exact")]  # fmt: skip
+    assert epoch_draws(examples, 1).tolist() == [0, 1, 2, 3]
+    assert sorted(epoch_draws(examples, 3).tolist()) == [0, 1, 1, 1, 2, 3, 3, 3]
 
 
 @pytest.mark.usefixtures("one_torch_thread")
