@@ -1,7 +1,8 @@
 """Mixed supervision on Magnetic Tile (issue 16): the student's test IoU against k hand-corrected masks.
 
 k = 0, 5, 10, 20 damaged training images get their true masks as exact targets (stand-ins for masks corrected
-by hand, weighted ``DistilConfig.corrected_weight``); every other training image keeps its image-level target.
+by hand, weighted ``DistilConfig.corrected_weight`` and drawn ``DistilConfig.corrected_repeats`` times per
+epoch); every other training image keeps its image-level target.
 Same data, split, crops, classifier options and metrics as ``benchmarks/magnetic_tile.py`` (its stages in
 ``mt_stages.py``, its options here too), one 128N classifier, one student per k (the product's teacher
 rule set and segmenter unless ``--student-rule-sets`` / ``--student-segmenters`` say otherwise), and
