@@ -150,13 +150,13 @@ def _labelled(root):
     return paths, [labels[p.relative_to(root / "images").as_posix()] for p in paths]
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 def test_the_teacher_fits_uncompressed_relevance_unless_told_otherwise():
     assert teacher_options(DistilConfig()) == {"exponent": 1.0}
     assert teacher_options(DistilConfig(teacher_exponent=None)) == {}  # the segmenter's own exponent
     assert teacher_options(DistilConfig(segmenter="bmm")) == {}  # the paper's segmenters take no exponent
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_distil_reports_progress_and_measures_its_threshold(demo, classifier):
     paths, labels = _labelled(demo)
     images = [read_image(p) for p in paths]
