@@ -43,7 +43,7 @@ from lrpseg.core.student.store import Student, classifier_identity, save_student
 from lrpseg.core.student.targets import Example, background_target, band_target, crop_batch, make_example
 from lrpseg.core.student.unet import UNet, dice_bce_loss
 
-__all__ = ["DistilConfig", "DistilProgress", "coverage_threshold", "distil", "distil_to_file"]
+__all__ = ["DistilConfig", "DistilProgress", "check_config", "coverage_threshold", "distil", "distil_to_file"]
 
 # Share of the job's time per image spent explaining, in units of one training sample-step (measured on the
 # demo with the slim classifier: LRP + segmenter of one 224² image costs about as much as 3 student steps).
@@ -141,6 +141,19 @@ def coverage_threshold(maps: Sequence[np.ndarray], valids: Sequence[np.ndarray],
     if values.size == 0:
         return 0.5
     return float(np.clip(np.quantile(values, 1.0 - float(np.clip(coverage, 0.0, 1.0))), 0.02, 0.98))
+
+
+def check_config(config: DistilConfig) -> None:
+    """Raise ValueError naming the first setting of ``config`` that no distillation can run with."""
+    at_least = {"epochs": 1, "batch_size": 1, "corrected_repeats": 1, "self_training_rounds": 0, "base": 1,
+                "depth": 1, "stem_stride": 1}  # fmt: skip
+    for name, low in at_least.items():
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"distillation setting {name} must be a whole number >= {low}, not {value!r}")
+    for name in ("lr", "corrected_weight"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"distillation setting {name} must be > 0, not {getattr(config, name)!r}")
 
 
 def teacher_options(config: DistilConfig) -> dict:
@@ -293,6 +306,7 @@ def distil(
     Student
         In eval mode on the classifier's device, with its measured threshold and training summary.
     """
+    check_config(config)
     started = time.perf_counter()
     names = list(names) if names is not None else [str(i) for i in range(len(images))]
     exact = dict(exact or {})
@@ -389,6 +403,7 @@ def distil_to_file(
     student's training summary before it is written (e.g. ``corrected_masks``). Unreadable images raise
     :class:`lrpseg.core.images.ImageReadError` (callers filter with :func:`lrpseg.core.images.scan_folder`).
     """
+    check_config(config)  # before the images are read
     paths = [Path(p) for p in paths]
     images = []
     for path in paths:

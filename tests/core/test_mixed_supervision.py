@@ -179,3 +179,16 @@ def test_labels_from_the_project(project_folder, tmp_path, capsys):
     plain.mkdir()
     code = main(["distil", str(plain), "--labels-from-project", "--model", str(model), "--out", str(out), *TINY])
     assert code == 1 and "has no lrpseg project" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "setting"), [("--corrected-repeats", "0", "corrected_repeats"),
+                                                         ("--corrected-weight", "-1", "corrected_weight"),
+                                                         ("--epochs", "0", "epochs")])  # fmt: skip
+def test_distil_refuses_settings_it_cannot_run_with(project_folder, tmp_path, capsys, option, value, setting):
+    images, model = project_folder
+    out = tmp_path / "student.safetensors"
+    code = main(["distil", str(images), "--labels-from-folders", "--model", str(model), "--out", str(out), *TINY,
+                 option, value])  # fmt: skip
+    assert code != 0 and not out.exists()
+    captured = capsys.readouterr()
+    assert setting in captured.err and value in captured.err and "distilled" not in captured.out
