@@ -26,11 +26,13 @@ def test_retrain_in_background_installs_model(make_window, demo_folder, qtbot, s
     with qtbot.waitSignal(job.succeeded, timeout=60000):
         pass
     qtbot.waitUntil(lambda: window.handle is not None, timeout=5000)
+    # the commands are updated when the job's thread has finished, an event after `succeeded`
+    qtbot.waitUntil(lambda: window.commands["export"].isEnabled(), timeout=5000)
     assert progress and progress[-1].epoch == 1
     models = list((demo_folder / ".lrpseg" / "models").glob("model-*.safetensors"))
     assert len(models) == 1 and window.project.model_path == models[0]
     assert window.handle.model.width == 0.125 and window.handle.model.input_size == 64
-    assert window.commands["train"].iconText() == "Retrain" and window.commands["export"].isEnabled()
+    assert window.commands["train"].iconText() == "Retrain"
     assert not window.progress.isVisible()
     # predictions for every image arrive in the background and are cached in the project
     qtbot.waitUntil(lambda: len(window.list_model.probabilities) == 12, timeout=30000)
