@@ -187,7 +187,11 @@ class RefineController(QObject):
         if not w.mask_editor.flush():
             w.error("Corrected masks not stored yet", "Saving the corrected masks takes too long; try again.")
             return False
-        config = distil_config(w.project, w.device)
+        try:
+            config = distil_config(w.project, w.device)
+        except ValueError as error:  # a setting edited by hand in the project
+            w.error("Cannot refine masks", str(error))
+            return False
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = w.root / session.MODELS_DIR / f"student-{stamp}.safetensors"
         project, root, handle = w.project, w.root, w.handle

@@ -16,7 +16,7 @@ from lrpseg.core.labels import labels_from_folders, read_labels
 from lrpseg.core.lrp import RULE_SETS
 from lrpseg.core.segment import SEGMENTERS
 from lrpseg.core.student.corrected import CorrectedTargets, corrected_targets, project_at
-from lrpseg.core.student.distil import DistilConfig, check_config, distil_to_file
+from lrpseg.core.student.distil import DistilConfig, distil_to_file
 from tqdm import tqdm
 
 _DEFAULTS = DistilConfig()
@@ -100,7 +100,6 @@ def run_distil(args: argparse.Namespace) -> int:
         predicted_confidence=args.include_predicted, corrected_weight=args.corrected_weight,
         corrected_repeats=args.corrected_repeats, seed=args.seed, device=args.device,
     )  # fmt: skip
-    check_config(config)  # before the progress bar starts
     bar = tqdm(total=1000, desc="distilling", file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
 
     def progress(p) -> None:

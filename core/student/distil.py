@@ -43,7 +43,7 @@ from lrpseg.core.student.store import Student, classifier_identity, save_student
 from lrpseg.core.student.targets import Example, background_target, band_target, crop_batch, make_example
 from lrpseg.core.student.unet import UNet, dice_bce_loss
 
-__all__ = ["DistilConfig", "DistilProgress", "check_config", "coverage_threshold", "distil", "distil_to_file"]
+__all__ = ["DistilConfig", "DistilProgress", "coverage_threshold", "distil", "distil_to_file"]
 
 # Share of the job's time per image spent explaining, in units of one training sample-step (measured on the
 # demo with the slim classifier: LRP + segmenter of one 224² image costs about as much as 3 student steps).
@@ -59,7 +59,8 @@ class DistilConfig:
     classifier calls damaged with at least this probability (and undamaged with at most ``1 -`` it);
     ``None`` uses labelled images only; ``corrected_weight``: the pixel weight callers give hand-corrected
     masks passed as ``exact`` targets (:mod:`lrpseg.core.student.corrected`); ``corrected_repeats``: how often
-    each such image is drawn per epoch.
+    each such image is drawn per epoch. A setting no distillation can run with (a count below 1, a learning rate
+    or weight ≤ 0) raises ValueError naming it.
     """
 
     base: int = 16
@@ -98,6 +99,17 @@ class DistilConfig:
     corrected_repeats: int = 5
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        at_least = {"epochs": 1, "batch_size": 1, "corrected_repeats": 1, "self_training_rounds": 0, "base": 1,
+                    "depth": 1, "stem_stride": 1}  # fmt: skip
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"distillation setting {name} must be a whole number >= {low}, not {value!r}")
+        for name in ("lr", "corrected_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"distillation setting {name} must be > 0, not {getattr(self, name)!r}")
 
 
 @dataclass
@@ -141,19 +153,6 @@ def coverage_threshold(maps: Sequence[np.ndarray], valids: Sequence[np.ndarray],
     if values.size == 0:
         return 0.5
     return float(np.clip(np.quantile(values, 1.0 - float(np.clip(coverage, 0.0, 1.0))), 0.02, 0.98))
-
-
-def check_config(config: DistilConfig) -> None:
-    """Raise ValueError naming the first setting of ``config`` that no distillation can run with."""
-    at_least = {"epochs": 1, "batch_size": 1, "corrected_repeats": 1, "self_training_rounds": 0, "base": 1,
-                "depth": 1, "stem_stride": 1}  # fmt: skip
-    for name, low in at_least.items():
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < low:
-            raise ValueError(f"distillation setting {name} must be a whole number >= {low}, not {value!r}")
-    for name in ("lr", "corrected_weight"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"distillation setting {name} must be > 0, not {getattr(config, name)!r}")
 
 
 def teacher_options(config: DistilConfig) -> dict:
@@ -306,7 +305,6 @@ def distil(
     Student
         In eval mode on the classifier's device, with its measured threshold and training summary.
     """
-    check_config(config)
     started = time.perf_counter()
     names = list(names) if names is not None else [str(i) for i in range(len(images))]
     exact = dict(exact or {})
@@ -403,7 +401,6 @@ def distil_to_file(
     student's training summary before it is written (e.g. ``corrected_masks``). Unreadable images raise
     :class:`lrpseg.core.images.ImageReadError` (callers filter with :func:`lrpseg.core.images.scan_folder`).
     """
-    check_config(config)  # before the images are read
     paths = [Path(p) for p in paths]
     images = []
     for path in paths:

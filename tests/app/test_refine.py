@@ -154,3 +154,14 @@ def test_refine_passes_every_corrected_mask_as_an_exact_target_and_names_the_unu
     summary = window.refined.student.training["corrected_masks"]
     assert summary["used"] == 1 and summary["images"] == [good_rel] and len(summary["skipped"]) == 1
     wait_idle(window)
+
+
+def test_a_distillation_setting_edited_by_hand_is_named_and_nothing_starts(make_window, demo_folder, slim_checkpoint,
+                                                                          use_checkpoint, qtbot, wait_idle):
+    window = _window_with_model(make_window, demo_folder, slim_checkpoint, use_checkpoint, qtbot)
+    window.project.set_setting("distil_config", {**TINY, "epochs": 0})
+    assert not window.refined.start()
+    assert window.jobs.job("refine") is None
+    title, message = window.last_error
+    assert title == "Cannot refine masks" and "epochs" in message and "0" in message
+    wait_idle(window)
