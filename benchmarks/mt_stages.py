@@ -38,7 +38,7 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=str(device),
         imagenet_weights=args.imagenet_weights, init_from=args.init_from,
         normalise="imagenet", min_epochs=0,  # the committed configuration: test crops are ImageNet-normalised
-        augment="paper", extend_while_poor=False,  # and exactly its epochs
+        augment="paper", extend_while_poor=False, clip_grad_norm=None,  # and exactly its epochs, unclipped
     )  # fmt: skip
 
     def progress(p):

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--augment", choices=AUGMENTATIONS, default=TRAIN_DEFAULTS.augment,
                        help="paper = random crop and flips; dihedral = also transpositions, and small shifts where "
                        f"the image leaves no room to crop (default {TRAIN_DEFAULTS.augment})")
+    train.add_argument("--clip-grad-norm", type=float, default=TRAIN_DEFAULTS.clip_grad_norm,
+                       help="scale each step's gradient down to at most this norm; 0 turns it off "
+                       f"(default {TRAIN_DEFAULTS.clip_grad_norm})")
     train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -299,6 +302,7 @@ def run_train(args) -> int:
         min_epochs=args.min_epochs,
         normalise=args.normalise,
         augment=args.augment,
+        clip_grad_norm=args.clip_grad_norm or None,
         seed=args.seed,
         device=args.device,
         imagenet_weights=args.imagenet,

@@ -70,6 +70,22 @@ def test_fit_is_deterministic_for_a_seed():
         assert torch.equal(tensor, second[name]), name
 
 
+def _weight_change(config, images, targets):
+    start = {k: v.clone() for k, v in prepare_training(config, targets, images).model.state_dict().items()}
+    trained = fit(images, targets, [], [], config).model.state_dict()
+    return sum(float((trained[k] - start[k]).norm() ** 2) for k in start if k in trained) ** 0.5
+
+
+def test_gradient_clipping_bounds_every_step():
+    images, targets = labelled_samples(8)
+    sgd = dict(TINY, optimizer="sgd", lr_fc=0.1, lr_conv=0.1, normalise="imagenet")
+    clip = 1e-4
+    steps = TINY["epochs"] * 2
+    bound = 0.1 * clip * steps / (1 - 0.9)  # learning rate × clipped norm × steps, momentum 0.9 at most ×10
+    assert _weight_change(TrainConfig(**sgd, clip_grad_norm=clip), images, targets) <= bound
+    assert _weight_change(TrainConfig(**sgd, clip_grad_norm=None), images, targets) > 10 * bound
+
+
 def test_fit_needs_both_classes():
     images, _ = labelled_samples(4)
     with pytest.raises(ValueError, match="both classes"):
