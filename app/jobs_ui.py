@@ -98,7 +98,12 @@ class JobController(QObject):
         if problem:
             w.error("Not enough labels", problem)
             return False
-        config = session.train_config(w.project, w.root, w.device)
+        try:
+            config = session.train_config(w.project, w.root, w.device)
+        except ValueError as error:
+            w.error("Training settings", f"The folder's stored training settings cannot be used: {error}.\n\n"
+                    "Model → Training settings…, then OK, stores valid ones.")
+            return False
         out = new_model_path(w.root / session.MODELS_DIR)
         rels = sorted(labels)
         paths, values, device = [w.root / rel for rel in rels], [labels[rel] for rel in rels], w.device

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,23 @@ class TrainConfig:
     good_enough: float = 0.9
     extend_while_poor: bool = True
     clip_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        at_least = {"epochs": 1, "batch_size": 1, "patience": 1, "min_epochs": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"training setting {name} must be a whole number >= {low}, not {value!r}")
+        positive = {"width": self.width, "lr_fc": self.lr_fc, "lr_conv": self.lr_conv}
+        at_least_zero = {"weight_decay": self.weight_decay, "clip_grad_norm": self.clip_grad_norm}
+        for name, value in positive.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"training setting {name} must be > 0, not {value!r}")
+        for name, value in at_least_zero.items():  # a negative clip norm would reverse every step
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"training setting {name} must be >= 0, not {value!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"training setting val_fraction must be in [0, 1), not {self.val_fraction!r}")
 
 
 @dataclass

@@ -72,6 +72,16 @@ def test_cancelling_the_first_training_says_there_is_no_model(make_window, demo_
     assert message == "Training cancelled. There is no model yet." and "previous model" not in message
 
 
+def test_unusable_stored_training_settings_are_refused_with_the_way_out(make_window, demo_folder, slim_settings):
+    window = make_window(demo_folder)
+    window.project.set_labels(labels_from_folders(demo_folder))
+    window.project.set_setting("train_config", {**slim_settings, "clip_grad_norm": -1})
+    assert not window.job_controller.start_training()
+    title, message = window.last_error
+    assert title == "Training settings" and "clip_grad_norm must be >= 0, not -1" in message
+    assert "Training settings…" in message and window.jobs.job("train") is None
+
+
 def test_slider_changes_mask_overlay_and_remembers_threshold(make_window, demo_folder, slim_checkpoint,
                                                              qtbot, wait_idle, use_checkpoint):
     use_checkpoint(demo_folder, slim_checkpoint)

@@ -47,6 +47,16 @@ def test_train_init_from_a_model_of_another_width_gives_exit_1_and_one_line(tmp_
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_train_refuses_a_negative_clip_norm_before_training(tmp_path, capsys):
+    main(["demo", str(tmp_path / "d"), "--damaged", "2", "--undamaged", "2", "--size", "64"])
+    out = tmp_path / "m.safetensors"
+    args = ["train", str(tmp_path / "d" / "images"), "--labels-from-folders", "--clip-grad-norm", "-1"]
+    assert main([*args, "--out", str(out), "--device", "cpu"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "clip_grad_norm must be >= 0, not -1.0" in errors[0]
+    assert not out.exists()
+
+
 def test_evaluate_json_prints_null_for_undefined_metrics(tmp_path, capsys):
     import json
 

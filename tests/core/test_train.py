@@ -86,6 +86,14 @@ def test_gradient_clipping_bounds_every_step():
     assert _weight_change(TrainConfig(**sgd, clip_grad_norm=None), images, targets) > 10 * bound
 
 
+@pytest.mark.parametrize("setting", [{"clip_grad_norm": -1.0}, {"clip_grad_norm": float("nan")}, {"epochs": 0},
+                                     {"lr_fc": 0.0}, {"val_fraction": 1.0}, {"patience": 2.5}])
+def test_train_config_refuses_settings_that_cannot_train(setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"training setting {name} must be"):
+        TrainConfig(**setting)
+
+
 def test_fit_needs_both_classes():
     images, _ = labelled_samples(4)
     with pytest.raises(ValueError, match="both classes"):
