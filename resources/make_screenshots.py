@@ -39,6 +39,25 @@ def wait_until(app, condition, timeout_s: float, what: str) -> None:
         time.sleep(0.01)
 
 
+def settle_thumbnails(app, window) -> None:
+    """Wait until every row the list shows has its thumbnail.
+
+    An offscreen view asks for the thumbnails of rows scrolled into view only when it is painted, so paint
+    (grab) until a paint asks for no new decode.
+    """
+    loader = window.list_model.thumbnails
+    if loader is None:
+        return
+    for _ in range(10):
+        decodes = loader.decodes
+        window.grab()
+        wait_until(app, loader.is_idle, 60, "thumbnails")
+        for _ in range(20):
+            app.processEvents()
+        if loader.decodes == decodes:
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write ``main-window.png`` and ``retraining.png``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -93,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(app, lambda: window.current_analysis() is not None
                    and window.viewer.displayed_mask() is not None, 120, "analysis")
         window.list_view.setFocus()
-        loader = window.list_model.thumbnails
-        wait_until(app, lambda: loader is None or loader.is_idle(), 60, "thumbnails")
-        for _ in range(20):
-            app.processEvents()
+        settle_thumbnails(app, window)
         window.grab().save(str(args.out / "main-window.png"))
 
         assert window.job_controller.start_training()
