@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from lrpseg.core.checkpoint import load_checkpoint, save_checkpoint
 from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD
-from lrpseg.core.train import TrainConfig, fit
+from lrpseg.core.train import EpochCallback, TrainConfig, fit
 from mt_data import eval_set, load_pairs
 from mt_split import capture_groups, frame_run_check, group_report, list_samples, load_images, split_groups
 from mt_train import fit_on_device
@@ -28,10 +28,10 @@ def log(message: str) -> None:
 
 
 def train_head(head, args, device, trainer, train_images, train_targets, val_images, val_masks, val_targets,
-               config: TrainConfig | None = None):
+               config: TrainConfig | None = None, on_epoch: EpochCallback | None = None):
     """Train one classifier with ``core.train.fit`` or :func:`benchmarks.mt_train.fit_on_device`; ``config``
     replaces the committed configuration built from ``args`` (core trainer: the device trainer validates on
-    ImageNet-normalised crops)."""
+    ImageNet-normalised crops); ``on_epoch`` goes to ``core.train.fit`` (core trainer only)."""
     config = config or TrainConfig(
         head=head, width=args.width, input_size=args.input_size, epochs=args.epochs,
         batch_size=args.batch_size, lr_fc=args.lr_fc, lr_conv=args.lr_conv, optimizer=args.optimizer,
@@ -53,7 +53,8 @@ def train_head(head, args, device, trainer, train_images, train_targets, val_ima
     flipped = [np.ascontiguousarray(im[:, ::-1]) for im in val_images] + [
         np.ascontiguousarray(im[::-1]) for im in val_images
     ]
-    return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress)
+    return fit(train_images, train_targets, list(val_images) + flipped, np.tile(val_targets, 3), config, progress,
+               on_epoch=on_epoch)  # fmt: skip
 
 
 def load_trained(folder: Path, head: str, args: argparse.Namespace, device: torch.device):
@@ -148,10 +149,11 @@ def train_unet_baseline(args: argparse.Namespace, data: SplitData, device: torch
 
 
 def classifier(head: str, args: argparse.Namespace, data: SplitData, device: torch.device, trainer: str,
-               timings: dict[str, float], config: TrainConfig | None = None):
+               timings: dict[str, float], config: TrainConfig | None = None,
+               on_epoch: EpochCallback | None = None):
     """The ``head`` classifier of this run and its training summary: loaded from ``--load-models``, or
-    trained on the training split (with ``config`` if given, see :func:`train_head`; saved with
-    ``--save-models``)."""
+    trained on the training split (with ``config`` and ``on_epoch`` if given, see :func:`train_head`; saved
+    with ``--save-models``)."""
     t = time.perf_counter()
     if args.load_models is not None:
         model, summary = load_trained(args.load_models, head, args, device)
@@ -161,7 +163,7 @@ def classifier(head: str, args: argparse.Namespace, data: SplitData, device: tor
     train_idx, val_idx, images, targets = data.sets["train"], data.sets["val"], data.images, data.targets
     result = train_head(
         head, args, device, trainer, [images[i] for i in train_idx], targets[train_idx],
-        [images[i] for i in val_idx], [data.masks[i] for i in val_idx], targets[val_idx], config,
+        [images[i] for i in val_idx], [data.masks[i] for i in val_idx], targets[val_idx], config, on_epoch,
     )  # fmt: skip
     timings[f"train {head}"] = time.perf_counter() - t
     model, summary = result.model.to(device), result.summary

@@ -20,6 +20,10 @@ Data:
   head minus 0.05 (:data:`MT_BEST`). One run takes about 10-15 minutes on an idle 2-core CPU; ``--mt-quick``
   shrinks it to the benchmark's ``--quick`` sizes and epochs (a chain check; its numbers mean nothing).
 
+``--trace-held-out`` also scores every epoch's model on the held-out images (its balanced accuracy goes into
+the row's ``held_out_balanced_accuracy_per_epoch``); with ``--set patience=1000`` a run goes on to its last
+epoch, and ``benchmarks/epoch_selection.py`` replays other ways of choosing the kept epoch on those rows.
+
 ``--quick`` runs seeds 0 and 1 with the 128N head on the demo only (two runs, about 3-4 minutes each on an idle
 2-core CPU); the default is 10 seeds × both data sets × both heads. Results go to stdout as a table and to
 ``--json``.
@@ -32,7 +36,7 @@ import json
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -43,10 +47,11 @@ from lrpseg.core.images import read_image, scan_folder
 from lrpseg.core.labels import labels_from_folders
 from lrpseg.core.lrp import DEFAULT_RULE_SET
 from lrpseg.core.metrics import SegmentationCounts, average_precision, classification_metrics
-from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD
+from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, VGGA
 from lrpseg.core.pipeline import analyse, segment_explained
+from lrpseg.core.preprocess import prepare_eval
 from lrpseg.core.segment import DEFAULT_SEGMENTER
-from lrpseg.core.train import TrainConfig, label_to_target, train_classifier
+from lrpseg.core.train import EpochCallback, TrainConfig, label_to_target, predict_probabilities, train_classifier
 
 DEMO_BAR = 0.9
 #: Best committed Magnetic Tile test balanced accuracy per head, CPU configuration (RESULTS.md, issue 13's run
@@ -110,12 +115,41 @@ def held_out_scores(
     return row
 
 
+def held_out_tracer(make_batch: Callable[[VGGA], torch.Tensor], targets: Sequence[int]) -> EpochCallback:
+    """An ``on_epoch`` callback for :func:`core.train.fit` that adds each epoch's held-out balanced accuracy
+    (``held_out_balanced_accuracy``) to its record; ``make_batch`` builds the held-out inputs in the model's
+    normalisation, once."""
+    targets = np.asarray(targets, dtype=int)
+    made: list[torch.Tensor] = []
+
+    def trace(model: VGGA, record: dict) -> None:
+        if not made:
+            made.append(make_batch(model))
+        probability = predict_probabilities(model, made[0], next(model.parameters()).device)
+        decided = (probability >= 0.5).astype(int)
+        record["held_out_balanced_accuracy"] = classification_metrics(targets, decided)["balanced_accuracy"]
+
+    return trace
+
+
+def demo_tracer(folder: Path) -> EpochCallback:
+    """:func:`held_out_tracer` on the labelled images of a demo folder."""
+    paths, labels = labelled(folder)
+    images = [read_image(p) for p in paths]
+
+    def batch(model: VGGA) -> torch.Tensor:
+        return torch.stack([prepare_eval(im, model.input_size, model.mean, model.std)[0] for im in images])
+
+    return held_out_tracer(batch, [label_to_target(label) for label in labels])
+
+
 def run_demo(seed: int, head: str, root: Path, args) -> dict:
     """Train on the demo folder of ``seed`` with defaults and score on the held-out folder."""
     paths, labels = labelled(demo_folder(root, seed))
     config = TrainConfig(head=head, width=args.width, input_size=args.input_size, seed=seed, **args.overrides)
+    trace = demo_tracer(demo_folder(root, 1000 + seed)) if args.trace_held_out else None
     started = time.perf_counter()
-    result = train_classifier(paths, labels, config)
+    result = train_classifier(paths, labels, config, on_epoch=trace)
     seconds = time.perf_counter() - started
     held = held_out_scores(
         result.model, demo_folder(root, 1000 + seed), args.rules, args.segmenter, args.start, args.also_segmenters
@@ -137,9 +171,18 @@ def run_row(data: str, seed: int, head: str, summary: dict, seconds: float, held
         "loss_per_epoch": [round(r["loss"], 3) for r in summary.get("history", [])],
         "val_balanced_accuracy_per_epoch": [round(r.get("balanced_accuracy", float("nan")), 3)
                                             for r in summary.get("history", [])],
+        "val_loss_per_epoch": [round(r.get("val_loss", float("nan")), 4) for r in summary.get("history", [])],
+        **traced_per_epoch(summary.get("history", [])),
         **held,
         "failed": bool(held["balanced_accuracy"] < bar),
     }
+
+
+def traced_per_epoch(history: list[dict]) -> dict:
+    """``held_out_balanced_accuracy_per_epoch`` where :func:`held_out_tracer` watched the run, else nothing."""
+    if not history or "held_out_balanced_accuracy" not in history[0]:
+        return {}
+    return {"held_out_balanced_accuracy_per_epoch": [round(r["held_out_balanced_accuracy"], 4) for r in history]}
 
 
 def run_mt(seed: int, head: str, args) -> dict:
@@ -156,7 +199,8 @@ def run_mt(seed: int, head: str, args) -> dict:
     data = load_split(mt_args, {})
     started = time.perf_counter()
     config = None if args.mt_training == "committed" else mt_default_config(head, seed, mt_args, args)
-    model, summary = classifier(head, mt_args, data, device, "core", {}, config)
+    trace = held_out_tracer(lambda m: renormalised(data.test_x, m), data.test_targets) if args.trace_held_out else None
+    model, summary = classifier(head, mt_args, data, device, "core", {}, config, trace)
     seconds = time.perf_counter() - started
     test_x, seg_x = (renormalised(x, model) for x in (data.test_x, data.seg_x))
     metrics, prob = mt_eval.classify(model, test_x, data.test_targets)
@@ -228,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="logodds", help="relevance start: logodds or logit")
     parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=JSON", help="TrainConfig override, e.g. --set batch_norm=false")
+    parser.add_argument("--trace-held-out", action="store_true",
+                        help="also score every epoch's model on the held-out images (for epoch_selection.py)")
     parser.add_argument("--data-root", type=Path, help="where demo folders are made (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="write the runs as JSON here")
     parser.add_argument("--threads", type=int, default=2)

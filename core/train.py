@@ -140,6 +140,9 @@ class TrainResult:
 
 
 ProgressCallback = Callable[[TrainProgress], None]
+#: Called after every epoch with the model holding that epoch's weights and the epoch's record, which it
+#: may extend (benchmarks add held-out scores); the record is kept in the training history.
+EpochCallback = Callable[[VGGA, dict], None]
 
 
 def label_to_target(label: str) -> int:
@@ -432,6 +435,7 @@ def fit(
     config: TrainConfig,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train on decoded images; keep the weights of the best validation epoch.
 
@@ -447,6 +451,8 @@ def fit(
         Called after every step and at the end of every epoch.
     cancel
         Checked between steps; :class:`~core.cancel.Cancelled` propagates to the caller.
+    on_epoch
+        Called after every epoch's validation (:data:`EpochCallback`); it must not change the model.
     """
     started = time.perf_counter()
     train_targets = np.asarray(train_targets, dtype=int)
@@ -510,6 +516,8 @@ def fit(
             stop = stopping.update(epoch, record, model)
         else:
             stopping.keep_last(epoch, model)
+        if on_epoch:
+            on_epoch(model, record)
         history.append(record)
         if extend and epoch == config.epochs and stopping.still_poor():
             limit = 2 * config.epochs
@@ -564,13 +572,14 @@ def train_classifier(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     current: VGGA | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Read labelled images, split them (stratified) into train and validation, and :func:`fit`.
 
     Unreadable images raise :class:`core.images.ImageReadError`; callers that want to skip them filter first
     (:func:`core.images.scan_folder`). With ``current`` (the model in use), the summary also holds its
     balanced accuracy on the same validation images (``current_val_balanced_accuracy``), so the two models
-    can be compared (:func:`core.adoption.judge`).
+    can be compared (:func:`core.adoption.judge`). ``progress``, ``cancel`` and ``on_epoch`` go to :func:`fit`.
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} images but {len(labels)} labels")
@@ -588,6 +597,7 @@ def train_classifier(
         config,
         progress,
         cancel,
+        on_epoch,
     )
     result.summary["data_hash"] = data_hash(paths, targets)
     result.summary["label_counts"] = {"damaged": int(targets.sum()), "undamaged": int(len(targets) - targets.sum())}

@@ -342,6 +342,23 @@ def test_train_reliability_runs_the_magnetic_tile_half_and_judges_it_by_the_head
     assert capsys.readouterr().out.splitlines()[-1] == f"RESULT runs=1 failed={int(row['failed'])}"
 
 
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
+def test_a_traced_run_records_each_epochs_test_score_and_the_replay_reproduces_its_result(tmp_path):
+    import train_reliability
+    from epoch_selection import replay
+
+    out = tmp_path / "runs.json"
+    args = ["--data", "mt", "--mt-quick", "--seeds", "1", "--heads", "onefc", "--threads", "1", "--json", str(out),
+            "--trace-held-out", "--set", "patience=1000"]  # fmt: skip
+    assert train_reliability.main(args) == 0
+    (row,) = json.loads(out.read_text())
+    traced = row["held_out_balanced_accuracy_per_epoch"]
+    assert len(traced) == len(row["val_loss_per_epoch"]) == row["epochs_run"]
+    assert traced[row["best_epoch"] - 1] == pytest.approx(row["balanced_accuracy"], abs=1e-4)
+    quick = TrainConfig(epochs=row["epochs_run"], min_epochs=0, extend_while_poor=False)
+    assert replay(row, quick)["kept"]["best val BA (product)"] == (row["best_epoch"], traced[row["best_epoch"] - 1])
+
+
 def test_reliability_renormalises_imagenet_crops_to_the_models_own_statistics():
     import train_reliability
     from lrpseg.core.preprocess import prepare_eval

@@ -70,6 +70,23 @@ def test_fit_is_deterministic_for_a_seed():
         assert torch.equal(tensor, second[name]), name
 
 
+def test_epoch_callback_sees_each_epochs_model_and_its_additions_stay_in_the_history():
+    images, targets = labelled_samples(8)
+    plain = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY))
+    seen = []
+
+    def score_held_out(model, record):
+        seen.append((record["epoch"], {k: v.clone() for k, v in model.state_dict().items()}))
+        record["held_out"] = 10 * record["epoch"]
+
+    traced = fit(images[:6], targets[:6], images[6:], targets[6:], TrainConfig(**TINY), on_epoch=score_held_out)
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    assert [r["held_out"] for r in traced.summary["history"]] == [10, 20]
+    assert not torch.equal(seen[0][1]["features.conv1_1.weight"], seen[1][1]["features.conv1_1.weight"])
+    for name, tensor in plain.model.state_dict().items():  # watching does not change the run
+        assert torch.equal(tensor, traced.model.state_dict()[name]), name
+
+
 def _weight_change(config, images, targets):
     start = {k: v.clone() for k, v in prepare_training(config, targets, images).model.state_dict().items()}
     trained = fit(images, targets, [], [], config).model.state_dict()
