@@ -169,9 +169,10 @@ def run_row(data: str, seed: int, head: str, summary: dict, seconds: float, held
         "train_seconds": round(seconds, 1),
         # Per epoch, to tell a run stuck on the loss plateau at ln 2 from one that learned and then overfitted.
         "loss_per_epoch": [round(r["loss"], 3) for r in summary.get("history", [])],
-        "val_balanced_accuracy_per_epoch": [round(r.get("balanced_accuracy", float("nan")), 3)
+        # Six places, so that epoch_selection.py replays early stopping without ties the run itself did not see.
+        "val_balanced_accuracy_per_epoch": [round(r.get("balanced_accuracy", float("nan")), 6)
                                             for r in summary.get("history", [])],
-        "val_loss_per_epoch": [round(r.get("val_loss", float("nan")), 4) for r in summary.get("history", [])],
+        "val_loss_per_epoch": [round(r.get("val_loss", float("nan")), 6) for r in summary.get("history", [])],
         **traced_per_epoch(summary.get("history", [])),
         **held,
         "failed": bool(held["balanced_accuracy"] < bar),
