@@ -26,8 +26,9 @@ from torch import nn
 from train_reliability import DEMO_BAR, MT_BEST
 
 
-def product_stop(balanced_accuracy: list[float], val_loss: list[float], config: TrainConfig) -> int:
-    """The epoch (1-based) at which ``core.train.fit`` with ``config`` would have stopped this run."""
+def product_stop(balanced_accuracy: list[float], val_loss: list[float], config: TrainConfig) -> tuple[int, int]:
+    """The epochs (1-based) at which ``core.train.fit`` with ``config`` would have stopped this run, and the one
+    it would have kept."""
     stand_in = nn.Linear(1, 1)  # EarlyStopping copies weights; the decision needs none
     good_enough = config.good_enough if config.extend_while_poor else 0.0
     stopping = EarlyStopping(stand_in, config.patience, config.min_epochs, good_enough)
@@ -37,7 +38,7 @@ def product_stop(balanced_accuracy: list[float], val_loss: list[float], config: 
         if config.extend_while_poor and epoch == config.epochs and stopping.still_poor():
             limit = 2 * config.epochs
         if stop or epoch == limit:
-            return epoch
+            return epoch, stopping.best["epoch"]
     raise ValueError(f"the run ended at epoch {len(balanced_accuracy)}, before the product would have stopped")
 
 
@@ -47,10 +48,10 @@ def trailing_mean(values: list[float], width: int = 3) -> list[float]:
 
 
 def rule_keys(balanced_accuracy: list[float], val_loss: list[float]) -> dict[str, list[tuple]]:
-    """Per rule, a sort key per epoch; the rule keeps the epoch with the largest key (the first on ties)."""
+    """Per rule other than the product's, a sort key per epoch; the rule keeps the epoch with the largest key
+    (the first on ties)."""
     smoothed = trailing_mean(balanced_accuracy)
     return {
-        "best val BA (product)": [(a, -v) for a, v in zip(balanced_accuracy, val_loss, strict=True)],
         "lowest val loss": [(-v,) for v in val_loss],
         "best 3-epoch mean val BA": [(s, a, -v) for s, a, v in zip(smoothed, balanced_accuracy, val_loss, strict=True)],
     }
@@ -67,8 +68,8 @@ def replay(row: dict, config: TrainConfig) -> dict:
         raise ValueError(f"{row['data']} {row['head']} seed {row['seed']}: not traced (--trace-held-out)")
     accuracy, loss = row["val_balanced_accuracy_per_epoch"], row["val_loss_per_epoch"]
     held_out = row["held_out_balanced_accuracy_per_epoch"]
-    stop = product_stop(accuracy, loss, config)
-    kept = {}
+    stop, product_kept = product_stop(accuracy, loss, config)
+    kept = {"best val BA (product)": (product_kept, held_out[product_kept - 1])}
     for rule, keys in rule_keys(accuracy[:stop], loss[:stop]).items():
         epoch = max(range(stop), key=keys.__getitem__)
         kept[rule] = (epoch + 1, held_out[epoch])

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+import mt_eval
 import numpy as np
 import torch
 from lrpseg.core.demo import make_demo
@@ -51,7 +52,7 @@ from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, VGGA
 from lrpseg.core.pipeline import analyse, segment_explained
 from lrpseg.core.preprocess import prepare_eval
 from lrpseg.core.segment import DEFAULT_SEGMENTER
-from lrpseg.core.train import EpochCallback, TrainConfig, label_to_target, predict_probabilities, train_classifier
+from lrpseg.core.train import EpochCallback, TrainConfig, label_to_target, train_classifier
 
 DEMO_BAR = 0.9
 #: Best committed Magnetic Tile test balanced accuracy per head, CPU configuration (RESULTS.md, issue 13's run
@@ -119,15 +120,12 @@ def held_out_tracer(make_batch: Callable[[VGGA], torch.Tensor], targets: Sequenc
     """An ``on_epoch`` callback for :func:`core.train.fit` that adds each epoch's held-out balanced accuracy
     (``held_out_balanced_accuracy``) to its record; ``make_batch`` builds the held-out inputs in the model's
     normalisation, once."""
-    targets = np.asarray(targets, dtype=int)
     made: list[torch.Tensor] = []
 
     def trace(model: VGGA, record: dict) -> None:
         if not made:
             made.append(make_batch(model))
-        probability = predict_probabilities(model, made[0], next(model.parameters()).device)
-        decided = (probability >= 0.5).astype(int)
-        record["held_out_balanced_accuracy"] = classification_metrics(targets, decided)["balanced_accuracy"]
+        record["held_out_balanced_accuracy"] = mt_eval.classify(model, made[0], targets)[0]["balanced_accuracy"]
 
     return trace
 
@@ -188,7 +186,6 @@ def traced_per_epoch(history: list[dict]) -> dict:
 
 def run_mt(seed: int, head: str, args) -> dict:
     """Train ``head`` on the Magnetic Tile split of ``seed`` with the benchmark's stages; score on its test set."""
-    import mt_eval
     from magnetic_tile import build_parser, finish_args
     from mt_stages import classifier, load_split
 

@@ -10,9 +10,9 @@ from lrpseg.core.train import TrainConfig
 def test_the_replayed_stop_follows_patience_minimum_and_the_extension_of_poor_runs():
     config = TrainConfig(epochs=6, patience=2, min_epochs=0, good_enough=0.9)
     good = [0.5, 0.95, 0.9, 0.9, 0.9, 0.9]
-    assert product_stop(good, [1.0] * 6, config) == 4  # two epochs without improvement after epoch 2
+    assert product_stop(good, [1.0] * 6, config) == (4, 2)  # two epochs without improvement after epoch 2
     poor = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6] + [0.6] * 6
-    assert product_stop(poor, [1.0] * 12, config) == 12  # still poor at epoch 6: on to twice the epochs
+    assert product_stop(poor, [1.0] * 12, config) == (12, 2)  # still poor at epoch 6: on to twice the epochs
     with pytest.raises(ValueError, match="before the product would have stopped"):
         product_stop(poor[:8], [1.0] * 8, config)
 
@@ -22,7 +22,7 @@ def traced_row(accuracy, loss, held_out, data="demo"):
             "val_loss_per_epoch": loss, "held_out_balanced_accuracy_per_epoch": held_out}  # fmt: skip
 
 
-def test_each_rule_keeps_its_epoch_among_those_before_the_stop(tmp_path, capsys):
+def test_each_rule_keeps_its_epoch_among_those_before_the_stop():
     config = TrainConfig(epochs=6, patience=3, min_epochs=0, good_enough=0.0)
     row = traced_row(
         accuracy=[0.6, 0.95, 0.9, 0.94, 0.94, 1.0],  # stops at 5: three epochs without a better one than 2
