@@ -1,15 +1,16 @@
 """Which epoch should training keep? Replays rules for choosing it on traced reliability runs (issue 12).
 
-``core.train.fit`` keeps the epoch with the best validation balanced accuracy (ties: the lower validation loss)
-and stops ``patience`` epochs after the last improvement. On Magnetic Tile the validation balanced accuracy of
-neighbouring epochs differs by a few hundredths while their test balanced accuracy differs by up to 0.1, so the
-single best validation epoch can be a poor one on held-out images. This script takes rows of
-``train_reliability.py --trace-held-out --set patience=1000`` (runs that go on to their last epoch and record
-the held-out balanced accuracy of every epoch) and reports, per run and per rule, the epoch each rule would keep
+``core.train.fit`` stops ``patience`` epochs after the last better validation balanced accuracy and keeps the
+epoch its ``TrainConfig.keep`` rule picks among those run: the best validation balanced accuracy (ties: the lower
+validation loss) or the lowest validation loss. On Magnetic Tile the validation balanced accuracy of neighbouring
+epochs differs by a few hundredths while their test balanced accuracy differs by up to 0.1, so the single best
+validation epoch can be a poor one on held-out images. This script takes rows of ``train_reliability.py
+--trace-held-out`` (which record the held-out balanced accuracy of every epoch; ``--set patience=1000`` lets a run
+go on past the product's stop, for a longer view) and reports, per run and per rule, the epoch each rule would keep
 and that epoch's held-out balanced accuracy. Every rule sees only the epochs up to where the product's early
 stopping (:class:`core.train.EarlyStopping` with the :class:`core.train.TrainConfig` defaults) would have ended
-the run, so the first rule reproduces the product's result; a run fails below its data set's bar, as in
-``train_reliability.py``.
+the run, and ``core.train``'s own rules are replayed by ``EarlyStopping`` itself, so the product's column
+reproduces the run's result; a run fails below its data set's bar, as in ``train_reliability.py``.
 
     python benchmarks/epoch_selection.py traced/*.json
 """
@@ -18,20 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from lrpseg.core.train import EarlyStopping, TrainConfig
+from lrpseg.core.train import KEEP_RULES, EarlyStopping, TrainConfig
 from torch import nn
 from train_reliability import DEMO_BAR, MT_BEST
 
 
 def product_stop(balanced_accuracy: list[float], val_loss: list[float], config: TrainConfig) -> tuple[int, int]:
     """The epochs (1-based) at which ``core.train.fit`` with ``config`` would have stopped this run, and the one
-    it would have kept."""
+    it would have kept (``config.keep``)."""
     stand_in = nn.Linear(1, 1)  # EarlyStopping copies weights; the decision needs none
     good_enough = config.good_enough if config.extend_while_poor else 0.0
-    stopping = EarlyStopping(stand_in, config.patience, config.min_epochs, good_enough)
+    stopping = EarlyStopping(stand_in, config.patience, config.min_epochs, good_enough, config.keep)
     limit = config.epochs
     for epoch, (accuracy, loss) in enumerate(zip(balanced_accuracy, val_loss, strict=True), start=1):
         stop = stopping.update(epoch, {"balanced_accuracy": accuracy, "val_loss": loss}, stand_in)
@@ -47,12 +49,14 @@ def trailing_mean(values: list[float], width: int = 3) -> list[float]:
     return [float(np.mean(values[max(0, i - width + 1) : i + 1])) for i in range(len(values))]
 
 
+KEEP_LABELS = {"best_accuracy": "best val BA", "lowest_loss": "lowest val loss"}
+
+
 def rule_keys(balanced_accuracy: list[float], val_loss: list[float]) -> dict[str, list[tuple]]:
-    """Per rule other than the product's, a sort key per epoch; the rule keeps the epoch with the largest key
-    (the first on ties)."""
+    """Per rule that ``core.train`` does not offer, a sort key per epoch; the rule keeps the epoch with the
+    largest key (the first on ties)."""
     smoothed = trailing_mean(balanced_accuracy)
     return {
-        "lowest val loss": [(-v,) for v in val_loss],
         "best 3-epoch mean val BA": [(s, a, -v) for s, a, v in zip(smoothed, balanced_accuracy, val_loss, strict=True)],
     }
 
@@ -68,8 +72,12 @@ def replay(row: dict, config: TrainConfig) -> dict:
         raise ValueError(f"{row['data']} {row['head']} seed {row['seed']}: not traced (--trace-held-out)")
     accuracy, loss = row["val_balanced_accuracy_per_epoch"], row["val_loss_per_epoch"]
     held_out = row["held_out_balanced_accuracy_per_epoch"]
-    stop, product_kept = product_stop(accuracy, loss, config)
-    kept = {"best val BA (product)": (product_kept, held_out[product_kept - 1])}
+    stop, _ = product_stop(accuracy, loss, config)
+    kept = {}
+    for keep in KEEP_RULES:  # the rules of core.train itself: they share the stop, not the epoch kept
+        _, epoch = product_stop(accuracy, loss, replace(config, keep=keep))
+        label = KEEP_LABELS[keep] + (" (product)" if keep == config.keep else "")
+        kept[label] = (epoch, held_out[epoch - 1])
     for rule, keys in rule_keys(accuracy[:stop], loss[:stop]).items():
         epoch = max(range(stop), key=keys.__getitem__)
         kept[rule] = (epoch + 1, held_out[epoch])

@@ -10,6 +10,7 @@ import torch
 from lrpseg.core.adoption import CHANCE_LEVEL, judge, model_history, near_chance, record_model
 from lrpseg.core.batchnorm import BatchNormTraining
 from lrpseg.core.calibration import TEMPERATURE_RANGE, apply_temperature, fit_temperature, mean_confidence
+from lrpseg.core.checkpoint import load_checkpoint
 from lrpseg.core.cli import main
 from lrpseg.core.demo import make_sample
 from lrpseg.core.lrp import explain
@@ -164,6 +165,8 @@ def test_cli_refuses_a_chance_level_model(tmp_path, capsys):
     assert "chance level" in err[-1] and "--accept-any" in err[-1] and not out.exists()
     assert any("only 5 images are labelled damaged" in line for line in err)
     assert main([*args, "--accept-any"]) == 0 and out.exists()
+    assert main([*args, "--accept-any", "--keep", "lowest_loss"]) == 0
+    assert load_checkpoint(out)[1]["training"]["config"]["keep"] == "lowest_loss"
 
 
 def test_label_warnings_name_a_small_class():

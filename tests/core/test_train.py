@@ -46,6 +46,38 @@ def test_early_stopping_waits_while_the_best_is_still_poor():
     assert stopping.update(4, {"balanced_accuracy": 0.9, "val_loss": 1.0}, model)  # stale and good enough
 
 
+def test_keeping_the_lowest_loss_epoch_leaves_stopping_to_balanced_accuracy():
+    model = torch.nn.Linear(1, 1)
+    history = [(0.9, 0.50), (0.95, 0.40), (0.90, 0.30), (0.90, 0.35), (0.90, 0.30)]
+    runs = {}
+    for keep in ("best_accuracy", "lowest_loss"):
+        stopping = EarlyStopping(model, patience=2, min_epochs=0, keep=keep)
+        stops = [stopping.update(epoch, {"balanced_accuracy": ba, "val_loss": loss}, model)
+                 for epoch, (ba, loss) in enumerate(history, start=1)]  # fmt: skip
+        runs[keep] = (stops, stopping.best["epoch"], stopping.best["balanced_accuracy"])
+    assert runs["best_accuracy"] == ([False, False, False, True, True], 2, 0.95)
+    assert runs["lowest_loss"] == ([False, False, False, True, True], 3, 0.90)  # the first of the tied losses
+
+
+def test_an_unknown_keep_rule_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="keep must be one of best_accuracy, lowest_loss"):
+        TrainConfig(keep="last")
+
+
+def test_fit_keeps_the_epoch_its_rule_picks():
+    images, targets = labelled_samples(8)
+    for keep in ("best_accuracy", "lowest_loss"):
+        config = TrainConfig(**{**TINY, "epochs": 3}, keep=keep)
+        summary = fit(images[:6], targets[:6], images[6:], targets[6:], config).summary
+        history = summary["history"]
+        if keep == "lowest_loss":
+            expected = min(history, key=lambda r: r["val_loss"])["epoch"]
+        else:
+            expected = max(history, key=lambda r: (r["balanced_accuracy"], -r["val_loss"]))["epoch"]
+        assert summary["best_epoch"] == expected
+        assert summary["val_balanced_accuracy"] == history[expected - 1]["balanced_accuracy"]
+
+
 @pytest.mark.parametrize(("settings", "epochs_run"), [
     ({"good_enough": 1.01}, 4),  # never good enough: twice the epochs
     ({"good_enough": 1.01, "extend_while_poor": False}, 2),
