@@ -67,23 +67,24 @@ def bar(row: dict) -> float:
 
 
 def replay(row: dict, config: TrainConfig) -> dict:
-    """The product's stop epoch and, per rule, ``(kept epoch, its held-out balanced accuracy)``."""
+    """The product's stop epoch, per rule ``(kept epoch, its held-out balanced accuracy)``, and which rule is the
+    product's (``config.keep``)."""
     if "held_out_balanced_accuracy_per_epoch" not in row:
         raise ValueError(f"{row['data']} {row['head']} seed {row['seed']}: not traced (--trace-held-out)")
     accuracy, loss = row["val_balanced_accuracy_per_epoch"], row["val_loss_per_epoch"]
     held_out = row["held_out_balanced_accuracy_per_epoch"]
     stop, _ = product_stop(accuracy, loss, config)
+    product = KEEP_LABELS[config.keep] + " (product)"
     kept = {}
     for keep in KEEP_RULES:  # the rules of core.train itself: they share the stop, not the epoch kept
         _, epoch = product_stop(accuracy, loss, replace(config, keep=keep))
-        label = KEEP_LABELS[keep] + (" (product)" if keep == config.keep else "")
-        kept[label] = (epoch, held_out[epoch - 1])
+        kept[product if keep == config.keep else KEEP_LABELS[keep]] = (epoch, held_out[epoch - 1])
     for rule, keys in rule_keys(accuracy[:stop], loss[:stop]).items():
         epoch = max(range(stop), key=keys.__getitem__)
         kept[rule] = (epoch + 1, held_out[epoch])
     best = int(np.argmax(held_out[:stop]))
     kept["held-out best (ceiling)"] = (best + 1, held_out[best])
-    return {"stop": stop, "kept": kept}
+    return {"stop": stop, "kept": kept, "product": product}
 
 
 def report(rows: list[dict], config: TrainConfig) -> str:

@@ -1,6 +1,7 @@
 """benchmarks/epoch_selection.py: the product's stop is replayed exactly, and each rule keeps its epoch."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from epoch_selection import main, product_stop, replay
@@ -23,7 +24,7 @@ def traced_row(accuracy, loss, held_out, data="demo"):
 
 
 def test_each_rule_keeps_its_epoch_among_those_before_the_stop():
-    config = TrainConfig(epochs=6, patience=3, min_epochs=0, good_enough=0.0)
+    config = TrainConfig(epochs=6, patience=3, min_epochs=0, good_enough=0.0, keep="best_accuracy")
     row = traced_row(
         accuracy=[0.6, 0.95, 0.9, 0.94, 0.94, 1.0],  # stops at 5: three epochs without a better one than 2
         loss=[0.7, 0.4, 0.2, 0.3, 0.35, 0.01],
@@ -32,8 +33,10 @@ def test_each_rule_keeps_its_epoch_among_those_before_the_stop():
     result = replay(row, config)
     assert result["stop"] == 5
     kept = result["kept"]
+    assert result["product"] == "best val BA (product)"
     assert kept["best val BA (product)"] == (2, 0.85)
     assert kept["lowest val loss"] == (3, 0.97)
+    assert replay(row, replace(config, keep="lowest_loss"))["product"] == "lowest val loss (product)"
     assert kept["best 3-epoch mean val BA"] == (4, 0.95)  # 0.95, 0.9, 0.94: mean 0.930 against 0.927 at 5
     assert kept["held-out best (ceiling)"] == (3, 0.97)
 
