@@ -29,7 +29,7 @@ from lrpseg.core.pipeline import LRP_BATCH, Outcome
 from lrpseg.core.preprocess import AUGMENTATIONS
 from lrpseg.core.project import ProjectError
 from lrpseg.core.segment import SEGMENTERS, segmenter_provenance
-from lrpseg.core.train import KEEP_RULES, TrainConfig
+from lrpseg.core.train import TrainConfig
 from lrpseg.core.train_defaults import default_train_settings
 from lrpseg.core.workflow import DEFAULT_RULE_SET, DEFAULT_SEGMENTER, WorkflowError
 from tqdm import tqdm
@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-grad-norm", type=float, default=TRAIN_DEFAULTS.clip_grad_norm,
                        help="scale each step's gradient down to at most this norm; 0 turns it off "
                        f"(default {TRAIN_DEFAULTS.clip_grad_norm})")
-    train.add_argument("--keep", choices=KEEP_RULES, default=TRAIN_DEFAULTS.keep,
-                       help="which epoch's weights to keep: best_accuracy = the best validation balanced accuracy, "
-                       f"lowest_loss = the lowest validation loss (default {TRAIN_DEFAULTS.keep})")
+    train.add_argument("--keep-tolerance", type=float, default=TRAIN_DEFAULTS.keep_tolerance,
+                       help="keep the epoch with the lowest validation loss among those within this of the best "
+                       "validation balanced accuracy: 0 = the best accuracy, 1 = the lowest loss "
+                       f"(default {TRAIN_DEFAULTS.keep_tolerance})")
     train.add_argument("--val-fraction", type=float, default=0.2, help="held out for early stopping")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -306,7 +307,7 @@ def run_train(args) -> int:
         normalise=args.normalise,
         augment=args.augment,
         clip_grad_norm=args.clip_grad_norm or None,
-        keep=args.keep,
+        keep_tolerance=args.keep_tolerance,
         seed=args.seed,
         device=args.device,
         imagenet_weights=args.imagenet,

@@ -35,7 +35,6 @@ from lrpseg.core.preprocess import prepare_eval, prepare_train, to_float_rgb
 from torch import nn
 
 CLASS_NAMES = (UNDAMAGED, DAMAGED)
-KEEP_RULES = ("best_accuracy", "lowest_loss")
 
 
 @dataclass
@@ -69,9 +68,10 @@ class TrainConfig:
     went from IoU 0.580 / 0.576 / 0.468 to 0.573 / 0.579 / 0.627 for seeds 0 / 1 / 2 (benchmarks/RESULTS.md,
     "Session 14").
 
-    ``keep`` picks the weights a run ends with (:data:`KEEP_RULES`, :class:`EarlyStopping`): those of the epoch
-    with the best validation balanced accuracy, or of the one with the lowest validation loss; early stopping
-    follows the balanced accuracy either way.
+    A run ends with the weights of the epoch with the lowest validation loss among those whose validation
+    balanced accuracy is within ``keep_tolerance`` of the best (:class:`EarlyStopping`): at 0, the epoch with the
+    best balanced accuracy; at 1, the one with the lowest loss. Early stopping follows the balanced accuracy
+    whatever the tolerance.
 
     The convolutions start from torchvision's ImageNet VGG-11 (``imagenet_weights``: a local file or
     ``"auto"``), from the convolutions of another lrpseg checkpoint of the same width (``init_from``: another
@@ -100,7 +100,7 @@ class TrainConfig:
     good_enough: float = 0.9
     extend_while_poor: bool = True
     clip_grad_norm: float | None = 1.0
-    keep: str = "best_accuracy"
+    keep_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         at_least = {"epochs": 1, "batch_size": 1, "patience": 1, "min_epochs": 0}
@@ -116,8 +116,8 @@ class TrainConfig:
         for name, value in at_least_zero.items():  # a negative clip norm would reverse every step
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"training setting {name} must be >= 0, not {value!r}")
-        if self.keep not in KEEP_RULES:
-            raise ValueError(f"training setting keep must be one of {', '.join(KEEP_RULES)}, not {self.keep!r}")
+        if not 0 <= self.keep_tolerance <= 1:
+            raise ValueError(f"training setting keep_tolerance must be in [0, 1], not {self.keep_tolerance!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"training setting val_fraction must be in [0, 1), not {self.val_fraction!r}")
 
@@ -363,43 +363,53 @@ def validation_record(
 
 class EarlyStopping:
     """Stops after ``patience`` epochs without a better validation balanced accuracy (ties: the lower validation
-    loss), but not before epoch ``min_epochs`` and not while the best balanced accuracy is below ``good_enough``;
-    keeps the weights of the epoch that ``keep`` picks among the epochs run.
+    loss), but not before epoch ``min_epochs`` and not while the best balanced accuracy is below ``good_enough``.
 
-    ``keep="best_accuracy"`` keeps the epoch that set the stopping record; ``keep="lowest_loss"`` the epoch with
-    the lowest class-balanced validation loss (:data:`KEEP_RULES`). The first such epoch wins a tie.
+    Keeps the weights of the epoch with the lowest validation loss among those whose balanced accuracy is within
+    ``tolerance`` of the best so far (the first such epoch on ties). At 0 that is the epoch with the best balanced
+    accuracy, ties broken by the lower loss; at 1, the epoch with the lowest loss. Only epochs that may still be
+    kept as the best balanced accuracy rises hold a copy of their weights: none with both a lower accuracy and a
+    higher loss than another.
     """
 
     def __init__(
-        self, model: nn.Module, patience: int, min_epochs: int = 0, good_enough: float = 0.0,
-        keep: str = "best_accuracy",
-    ) -> None:  # fmt: skip
-        if keep not in KEEP_RULES:
-            raise ValueError(f"keep must be one of {', '.join(KEEP_RULES)}, not {keep!r}")
+        self, model: nn.Module, patience: int, min_epochs: int = 0, good_enough: float = 0.0, tolerance: float = 0.0
+    ) -> None:
         self.patience = patience
         self.min_epochs = min_epochs
         self.good_enough = good_enough
-        self.keep = keep
+        self.tolerance = tolerance
         self.record_key = (-1.0, -np.inf)
         self.best = {"epoch": 0, "balanced_accuracy": -1.0, "tpr": None, "tnr": None, "val_loss": np.inf}
         self.best_state = copy.deepcopy(model.state_dict())
+        self.candidates: list[tuple[dict, dict]] = []
         self.stale = 0
 
     def update(self, epoch: int, record: dict, model: nn.Module) -> bool:
         """Record one epoch's validation result; return whether training should stop."""
         accuracy_key = (record["balanced_accuracy"], -record.get("val_loss", np.inf))
-        improved = accuracy_key > self.record_key
-        if improved:
+        if accuracy_key > self.record_key:
             self.record_key = accuracy_key
             self.stale = 0
         else:
             self.stale += 1
-        lower_loss = record.get("val_loss", np.inf) < self.best["val_loss"] or self.best["epoch"] == 0
-        if improved if self.keep == "best_accuracy" else lower_loss:
-            kept = ("balanced_accuracy", "tpr", "tnr", "val_loss")
-            self.best = {"epoch": epoch, **{k: record.get(k, np.inf) for k in kept}}
-            self.best_state = copy.deepcopy(model.state_dict())
+        self.consider(epoch, record, model)
         return self.stale >= self.patience and epoch >= self.min_epochs and not self.still_poor()
+
+    def consider(self, epoch: int, record: dict, model: nn.Module) -> None:
+        """Add this epoch to the candidates it is not beaten by, drop those it beats or that fell out of reach."""
+        new = {"epoch": epoch, **{k: record.get(k, np.inf) for k in ("balanced_accuracy", "tpr", "tnr", "val_loss")}}
+
+        def beats(a: dict, b: dict) -> bool:
+            return a["balanced_accuracy"] >= b["balanced_accuracy"] and a["val_loss"] <= b["val_loss"]
+
+        floor = self.record_key[0] - self.tolerance - 1e-9  # 1e-9: a balanced accuracy exactly at the edge counts
+        if new["balanced_accuracy"] >= floor and not any(beats(kept, new) for kept, _ in self.candidates):
+            self.candidates = [(c, state) for c, state in self.candidates if not beats(new, c)]
+            self.candidates.append((new, copy.deepcopy(model.state_dict())))
+        self.candidates = [(c, state) for c, state in self.candidates if c["balanced_accuracy"] >= floor]
+        if self.candidates:  # none while every balanced accuracy so far is undefined
+            self.best, self.best_state = min(self.candidates, key=lambda pair: (pair[0]["val_loss"], pair[0]["epoch"]))
 
     def still_poor(self) -> bool:
         """Whether the best validation balanced accuracy so far is below ``good_enough``."""
@@ -496,7 +506,7 @@ def fit(
     steps = int(np.ceil(len(train_images) / config.batch_size))
     extend = config.extend_while_poor and val_batch is not None
     good_enough = config.good_enough if extend else 0.0
-    stopping = EarlyStopping(model, config.patience, config.min_epochs, good_enough, config.keep)
+    stopping = EarlyStopping(model, config.patience, config.min_epochs, good_enough, config.keep_tolerance)
     history = []
     stop = False
     loop_started = time.perf_counter()

@@ -24,7 +24,7 @@ def traced_row(accuracy, loss, held_out, data="demo"):
 
 
 def test_each_rule_keeps_its_epoch_among_those_before_the_stop():
-    config = TrainConfig(epochs=6, patience=3, min_epochs=0, good_enough=0.0, keep="best_accuracy")
+    config = TrainConfig(epochs=6, patience=3, min_epochs=0, good_enough=0.0, keep_tolerance=0.0)
     row = traced_row(
         accuracy=[0.6, 0.95, 0.9, 0.94, 0.94, 1.0],  # stops at 5: three epochs without a better one than 2
         loss=[0.7, 0.4, 0.2, 0.3, 0.35, 0.01],
@@ -36,7 +36,8 @@ def test_each_rule_keeps_its_epoch_among_those_before_the_stop():
     assert result["product"] == "best val BA (product)"
     assert kept["best val BA (product)"] == (2, 0.85)
     assert kept["lowest val loss"] == (3, 0.97)
-    assert replay(row, replace(config, keep="lowest_loss"))["product"] == "lowest val loss (product)"
+    assert kept["lowest val loss within 0.02 of the best val BA"] == (4, 0.95)  # 0.94 is within 0.02 of 0.95
+    assert replay(row, replace(config, keep_tolerance=1.0))["product"] == "lowest val loss (product)"
     assert kept["best 3-epoch mean val BA"] == (4, 0.95)  # 0.95, 0.9, 0.94: mean 0.930 against 0.927 at 5
     assert kept["held-out best (ceiling)"] == (3, 0.97)
 

@@ -46,31 +46,46 @@ def test_early_stopping_waits_while_the_best_is_still_poor():
     assert stopping.update(4, {"balanced_accuracy": 0.9, "val_loss": 1.0}, model)  # stale and good enough
 
 
-def test_keeping_the_lowest_loss_epoch_leaves_stopping_to_balanced_accuracy():
+def replay_stopping(history, **settings):
+    """Stop decisions and the kept epoch of EarlyStopping over (balanced accuracy, loss) pairs."""
     model = torch.nn.Linear(1, 1)
-    history = [(0.9, 0.50), (0.95, 0.40), (0.90, 0.30), (0.90, 0.35), (0.90, 0.30)]
-    runs = {}
-    for keep in ("best_accuracy", "lowest_loss"):
-        stopping = EarlyStopping(model, patience=2, min_epochs=0, keep=keep)
-        stops = [stopping.update(epoch, {"balanced_accuracy": ba, "val_loss": loss}, model)
-                 for epoch, (ba, loss) in enumerate(history, start=1)]  # fmt: skip
-        runs[keep] = (stops, stopping.best["epoch"], stopping.best["balanced_accuracy"])
-    assert runs["best_accuracy"] == ([False, False, False, True, True], 2, 0.95)
-    assert runs["lowest_loss"] == ([False, False, False, True, True], 3, 0.90)  # the first of the tied losses
+    stopping = EarlyStopping(model, **settings)
+    stops = [stopping.update(epoch, {"balanced_accuracy": ba, "val_loss": loss}, model)
+             for epoch, (ba, loss) in enumerate(history, start=1)]  # fmt: skip
+    return stops, stopping.best["epoch"]
 
 
-def test_an_unknown_keep_rule_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="keep must be one of best_accuracy, lowest_loss"):
-        TrainConfig(keep="last")
+@pytest.mark.parametrize(("tolerance", "kept"), [
+    (0.0, 2),  # the best balanced accuracy
+    (0.05, 3),  # the lowest loss within 0.05 of it: epoch 3 ties with 5 on loss, and came first
+    (1.0, 6),  # the lowest loss
+])  # fmt: skip
+def test_the_keep_tolerance_picks_the_epoch_and_leaves_stopping_to_balanced_accuracy(tolerance, kept):
+    history = [(0.9, 0.50), (0.95, 0.40), (0.90, 0.30), (0.90, 0.35), (0.90, 0.30), (0.5, 0.2)]
+    stops, epoch = replay_stopping(history, patience=2, tolerance=tolerance)
+    assert stops == [False, False, False, True, True, True] and epoch == kept
 
 
-def test_fit_keeps_the_epoch_its_rule_picks():
+def test_a_kept_candidate_drops_out_when_the_best_balanced_accuracy_rises_past_its_reach():
+    # epoch 2 has the lowest loss within 0.05 of 0.90; epoch 3 lifts the best to 0.97, out of epoch 2's reach,
+    # and epoch 1 (0.93, a higher loss than epoch 2 but within reach now) is kept
+    history = [(0.93, 0.45), (0.90, 0.30), (0.97, 0.60)]
+    assert replay_stopping(history, patience=5, tolerance=0.05)[1] == 1
+    assert replay_stopping(history[:2], patience=5, tolerance=0.05)[1] == 2
+
+
+def test_a_keep_tolerance_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match=r"keep_tolerance must be in \[0, 1\], not 1.5"):
+        TrainConfig(keep_tolerance=1.5)
+
+
+def test_fit_keeps_the_epoch_its_tolerance_picks():
     images, targets = labelled_samples(8)
-    for keep in ("best_accuracy", "lowest_loss"):
-        config = TrainConfig(**{**TINY, "epochs": 3}, keep=keep)
+    for tolerance in (0.0, 1.0):
+        config = TrainConfig(**{**TINY, "epochs": 3}, keep_tolerance=tolerance)
         summary = fit(images[:6], targets[:6], images[6:], targets[6:], config).summary
         history = summary["history"]
-        if keep == "lowest_loss":
+        if tolerance:
             expected = min(history, key=lambda r: r["val_loss"])["epoch"]
         else:
             expected = max(history, key=lambda r: (r["balanced_accuracy"], -r["val_loss"]))["epoch"]
