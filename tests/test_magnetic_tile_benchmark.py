@@ -343,6 +343,26 @@ def test_train_reliability_runs_the_magnetic_tile_half_and_judges_it_by_the_head
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
+def test_a_fixed_split_seed_scores_runs_of_another_training_seed_on_that_split(tmp_path):
+    import train_reliability
+    from magnetic_tile import build_parser, finish_args
+    from mt_stages import load_split
+
+    out = tmp_path / "runs.json"
+    args = ["--data", "mt", "--mt-quick", "--first-seed", "1", "--seeds", "1", "--heads", "onefc", "--threads", "1",
+            "--mt-split-seed", "0", "--json", str(out)]  # fmt: skip
+    assert train_reliability.main(args) == 0
+    (row,) = json.loads(out.read_text())
+    assert (row["seed"], row["split_seed"]) == (1, 0)
+
+    def test_split_of(seed):
+        mt_args = finish_args(build_parser().parse_args(["--quick", "--seed", str(seed)]))
+        return train_reliability.split_fingerprint(load_split(mt_args, {}))
+
+    assert row["test_split"] == test_split_of(0) != test_split_of(1)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"Magnetic Tile dataset not at {DATA}")
 def test_a_traced_run_records_each_epochs_test_score_and_the_replay_reproduces_its_result(tmp_path):
     import train_reliability
     from epoch_selection import replay
