@@ -33,7 +33,6 @@ epoch, and ``benchmarks/epoch_selection.py`` replays other ways of choosing the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import tempfile
@@ -54,7 +53,7 @@ from lrpseg.core.models import IMAGENET_MEAN, IMAGENET_STD, VGGA
 from lrpseg.core.pipeline import analyse, segment_explained
 from lrpseg.core.preprocess import prepare_eval
 from lrpseg.core.segment import DEFAULT_SEGMENTER
-from lrpseg.core.train import EpochCallback, TrainConfig, label_to_target, train_classifier
+from lrpseg.core.train import EpochCallback, TrainConfig, data_hash, label_to_target, train_classifier
 
 DEMO_BAR = 0.9
 #: Best committed Magnetic Tile test balanced accuracy per head, CPU configuration (RESULTS.md, issue 13's run
@@ -220,9 +219,10 @@ def run_mt(seed: int, head: str, args) -> dict:
 
 
 def split_fingerprint(data) -> str:
-    """A short hash of the test images' names: runs with equal fingerprints were scored on the same images."""
-    names = sorted(Path(data.samples[i].image).name for i in data.sets["test"])
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    """A short :func:`core.train.data_hash` of the test images: runs with equal fingerprints were scored on the
+    same images."""
+    test = data.sets["test"]
+    return data_hash([data.samples[i].image for i in test], data.targets[test])[:12]
 
 
 def mt_default_config(head: str, seed: int, mt_args, args) -> TrainConfig:
