@@ -140,3 +140,12 @@ def test_training_settings_dialog_round_trip(qtbot, slim_settings):
     assert set(values) == set(FIELDS) and {k: values[k] for k in FIELDS} == {k: slim_settings[k] for k in FIELDS}
     dialog.restore_defaults()
     assert dialog.values()["width"] == 1.0 and dialog.values()["input_size"] == 224
+
+
+def test_the_epochs_hint_names_the_extension_threshold_training_uses(qtbot):
+    from lrpseg.app.train_dialog import TrainSettingsDialog
+    from lrpseg.core.train import TrainConfig
+
+    dialog = TrainSettingsDialog(None)
+    qtbot.addWidget(dialog)
+    assert f"balanced accuracy {TrainConfig().good_enough:g} goes on to twice" in dialog.epochs.toolTip()

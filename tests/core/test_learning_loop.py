@@ -165,8 +165,8 @@ def test_cli_refuses_a_chance_level_model(tmp_path, capsys):
     assert "chance level" in err[-1] and "--accept-any" in err[-1] and not out.exists()
     assert any("only 5 images are labelled damaged" in line for line in err)
     assert main([*args, "--accept-any"]) == 0 and out.exists()
-    assert main([*args, "--accept-any", "--keep-tolerance", "0.02"]) == 0
-    assert load_checkpoint(out)[1]["training"]["config"]["keep_tolerance"] == 0.02
+    assert main([*args, "--accept-any", "--keep-tolerance", "0"]) == 0
+    assert load_checkpoint(out)[1]["training"]["config"]["keep_tolerance"] == 0
 
 
 def test_label_warnings_name_a_small_class():
