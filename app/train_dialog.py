@@ -40,8 +40,8 @@ class TrainSettingsDialog(QDialog):
         self.width = self._double(config["width"], 0.0625, 1.0, 0.0625, "Channel multiplier (1 = the paper's)")
         self.input_size = self._int(config["input_size"], 32, 1024, 32, "Side of the square network input")
         self.epochs = self._int(config["epochs"], 1, 1000, 1, "Upper limit; early stopping may end sooner, and a "
-                                f"model still below validation balanced accuracy {config['good_enough']:g} goes on "
-                                "to twice as many")
+                                f"model still below validation balanced accuracy {config['good_enough']:g} at the last "
+                                "epoch trains on, for up to twice as many")
         self.batch_size = self._int(config["batch_size"], 1, 512, 1, "Images per step")
         self.patience = self._int(config["patience"], 1, 1000, 1, "Epochs without a better validation score")
         self.seed = self._int(config["seed"], 0, 2**31 - 1, 1, "Seed of the split, the crops and the init")

@@ -148,4 +148,4 @@ def test_the_epochs_hint_names_the_extension_threshold_training_uses(qtbot):
 
     dialog = TrainSettingsDialog(None)
     qtbot.addWidget(dialog)
-    assert f"balanced accuracy {TrainConfig().good_enough:g} goes on to twice" in dialog.epochs.toolTip()
+    assert f"balanced accuracy {TrainConfig().good_enough:g} at the last epoch trains on" in dialog.epochs.toolTip()
